@@ -1,0 +1,221 @@
+"""Distributions used by world models and actor-critics.
+
+symlog / symexp squashing, the two-hot categorical over symexp-spaced bins (DreamerV3), one-hot
+categoricals with straight-through gradients and uniform mixing ("unimix"), and a clipped normal
+with straight-through gradients (DreamerV2's safe truncated normal).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "symlog",
+    "symexp",
+    "TwoHotDist",
+    "OneHotDist",
+    "TruncNormalDist",
+    "MSEDist",
+    "BernoulliDist",
+    "unimix_logits",
+]
+
+
+def symlog(x: Tensor) -> Tensor:
+    """sign(x) * log(1 + |x|): compresses large magnitudes, identity-like near zero."""
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: Tensor) -> Tensor:
+    """Inverse of :func:`symlog`: sign(x) * (exp(|x|) - 1)."""
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+def unimix_logits(logits: Tensor, unimix: float) -> Tensor:
+    """Log-probabilities of ``(1 - unimix) * softmax(logits) + unimix / K`` (DreamerV3's 1% unimix)."""
+    if unimix <= 0.0:
+        return torch.log_softmax(logits, -1)
+    probs = torch.softmax(logits, -1)
+    probs = (1.0 - unimix) * probs + unimix / logits.shape[-1]
+    return torch.log(probs)
+
+
+class TwoHotDist:
+    """Categorical over fixed bins, read out in symexp space, trained with two-hot targets (DreamerV3).
+
+    :param logits: (..., K) logits over ``K`` bins spaced evenly in symlog space in ``[low, high]``.
+    :param low: lowest bin in symlog space (default -20).
+    :param high: highest bin in symlog space (default 20).
+    """
+
+    def __init__(self, logits: Tensor, low: float = -20.0, high: float = 20.0) -> None:
+        self.logits = logits
+        self.probs = torch.softmax(logits, -1)
+        self.bins = torch.linspace(low, high, logits.shape[-1], device=logits.device, dtype=logits.dtype)
+
+    @property
+    def mean(self) -> Tensor:
+        """Expected value in the original (symexp) space, shape (...)."""
+        return symexp((self.probs * self.bins).sum(-1))
+
+    @property
+    def mode(self) -> Tensor:
+        """Same as :attr:`mean` (the expectation is the prediction, as in DreamerV3)."""
+        return self.mean
+
+    def log_prob(self, target: Tensor) -> Tensor:
+        """Log-likelihood of ``target`` (shape (...)) under two-hot encoding of ``symlog(target)``."""
+        target = symlog(target.detach()).to(self.bins.dtype)
+        k = self.bins.shape[0]
+        below = (self.bins <= target[..., None]).sum(-1) - 1
+        below = below.clamp(0, k - 1)
+        above = (below + 1).clamp(0, k - 1)
+        equal = below == above
+        b_lo = self.bins[below]
+        b_hi = self.bins[above]
+        dist_lo = torch.where(equal, torch.ones_like(target), torch.abs(b_lo - target))
+        dist_hi = torch.where(equal, torch.ones_like(target), torch.abs(b_hi - target))
+        total = dist_lo + dist_hi
+        w_lo = dist_hi / total
+        w_hi = dist_lo / total
+        twohot = F.one_hot(below, k) * w_lo[..., None] + F.one_hot(above, k) * w_hi[..., None]
+        log_pred = torch.log_softmax(self.logits, -1)
+        return (twohot * log_pred).sum(-1)
+
+
+class MSEDist:
+    """Unit-variance Gaussian written as a negative squared error (DreamerV2 heads, image decoders).
+
+    :param mode: predicted mean, shape (..., *event_shape).
+    :param dims: number of trailing event dimensions summed in :meth:`log_prob`.
+    :param coef: weight of the squared error: 1.0 is DreamerV3's ``-(x - mu)^2``, 0.5 a unit-variance
+        Gaussian log-density without its constant (DreamerV2).
+    """
+
+    def __init__(self, mode: Tensor, dims: int = 0, coef: float = 1.0) -> None:
+        self._mode = mode
+        self.dims = dims
+        self.coef = coef
+
+    @property
+    def mean(self) -> Tensor:
+        """The prediction."""
+        return self._mode
+
+    @property
+    def mode(self) -> Tensor:
+        """The prediction."""
+        return self._mode
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Negative weighted squared error, summed over the event dims (constant terms dropped)."""
+        err = -self.coef * (self._mode - value) ** 2
+        if self.dims:
+            err = err.sum(tuple(range(-self.dims, 0)))
+        return err
+
+
+class BernoulliDist:
+    """Bernoulli over {0, 1} from logits (continue predictor)."""
+
+    def __init__(self, logits: Tensor) -> None:
+        self.logits = logits
+
+    @property
+    def mean(self) -> Tensor:
+        """P(x = 1)."""
+        return torch.sigmoid(self.logits)
+
+    @property
+    def mode(self) -> Tensor:
+        """1 where P(x = 1) > 0.5."""
+        return (self.logits > 0).to(self.logits.dtype)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Log-likelihood of ``value`` in {0, 1}."""
+        return -F.binary_cross_entropy_with_logits(self.logits, value, reduction="none")
+
+
+class OneHotDist:
+    """One-hot categorical with straight-through sampling and optional uniform mixing.
+
+    :param logits: (..., K) raw logits.
+    :param unimix: weight of the uniform distribution mixed into the probabilities.
+    """
+
+    def __init__(self, logits: Tensor, unimix: float = 0.0) -> None:
+        self.log_probs_all = unimix_logits(logits, unimix)
+        self.probs = self.log_probs_all.exp()
+
+    @property
+    def mode(self) -> Tensor:
+        """One-hot argmax with straight-through gradient to the probabilities."""
+        idx = self.probs.argmax(-1)
+        hard = F.one_hot(idx, self.probs.shape[-1]).to(self.probs.dtype)
+        return hard + self.probs - self.probs.detach()
+
+    def rsample(self) -> Tensor:
+        """One-hot sample with straight-through gradients (``sample + p - sg(p)``)."""
+        flat = self.probs.reshape(-1, self.probs.shape[-1])
+        idx = torch.multinomial(flat.detach().float(), 1).reshape(self.probs.shape[:-1])
+        hard = F.one_hot(idx, self.probs.shape[-1]).to(self.probs.dtype)
+        return hard + self.probs - self.probs.detach()
+
+    def sample(self) -> Tensor:
+        """One-hot sample without gradient."""
+        return self.rsample().detach()
+
+    def log_prob(self, onehot: Tensor) -> Tensor:
+        """Log-probability of a one-hot value, shape (...)."""
+        return (onehot * self.log_probs_all).sum(-1)
+
+    def entropy(self) -> Tensor:
+        """Entropy over the last axis."""
+        return -(self.probs * self.log_probs_all).sum(-1)
+
+
+class TruncNormalDist:
+    """Normal clipped to ``[low, high]`` with straight-through gradients (DreamerV2's safe truncated normal).
+
+    Samples are drawn from N(mean, std) and clipped to ``[low + clip, high - clip]``; the gradient of the
+    clip is replaced by identity so dynamics backpropagation works. ``log_prob`` and ``entropy`` are those
+    of the underlying normal (sum over the action dimensions).
+    """
+
+    def __init__(self, mean: Tensor, std: Tensor, low: float = -1.0, high: float = 1.0, clip: float = 1e-6):
+        self.mean_ = mean
+        self.std = std
+        self.low = low
+        self.high = high
+        self.clip = clip
+
+    @property
+    def mode(self) -> Tensor:
+        """The (clipped) mean."""
+        return self._clip(self.mean_)
+
+    def _clip(self, x: Tensor) -> Tensor:
+        clipped = x.clamp(self.low + self.clip, self.high - self.clip)
+        return x - x.detach() + clipped.detach()
+
+    def rsample(self) -> Tensor:
+        """Reparameterised sample, clipped with a straight-through gradient."""
+        return self._clip(self.mean_ + self.std * torch.randn_like(self.mean_))
+
+    def sample(self) -> Tensor:
+        """Sample without gradient."""
+        return self.rsample().detach()
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Normal log-density summed over the last axis."""
+        var = self.std**2
+        lp = -((value - self.mean_) ** 2) / (2 * var) - torch.log(self.std) - 0.5 * math.log(2 * math.pi)
+        return lp.sum(-1)
+
+    def entropy(self) -> Tensor:
+        """Normal entropy summed over the last axis."""
+        return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(self.std)).sum(-1)

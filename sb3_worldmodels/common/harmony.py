@@ -1,0 +1,69 @@
+"""HarmonyDream's learnable loss harmonizers (Ma et al., ICML 2024), usable on any multi-loss model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["Harmonizer"]
+
+
+class Harmonizer(nn.Module):
+    """Balance several losses with one learnable scale each.
+
+    For every named loss ``L_i`` a scalar ``s_i`` (initialised at 0, so ``sigma_i = e^{s_i} = 1``) is learned
+    jointly with the model, and the total is the rectified form of HarmonyDream::
+
+        total = sum_i  L_i * exp(-s_i) + log(1 + exp(s_i))
+
+    At the optimum over ``s_i`` the coefficient ``exp(-s_i)`` is ``2 / (L + sqrt(L^2 + 4L))``, so large losses
+    are scaled down and small ones up. Put the ``s_i`` in the same optimizer as the model.
+
+    Example::
+
+        harmonizer = Harmonizer(["obs", "reward", "dyn"])
+        optimizer = torch.optim.Adam([*model.parameters(), *harmonizer.parameters()], lr=1e-4)
+        total = harmonizer({"obs": l_obs, "reward": l_rew, "dyn": l_kl})
+
+    :param names: names of the harmonized losses, in a fixed order.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        super().__init__()
+        self.names = list(names)
+        if not self.names:
+            raise ValueError("Harmonizer needs at least one loss name, e.g. Harmonizer(['obs', 'reward', 'dyn']).")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"Harmonizer names must be unique, got {self.names}.")
+        self.log_sigma = nn.Parameter(torch.zeros(len(self.names)))
+
+    def forward(self, losses: Mapping[str, Tensor]) -> Tensor:
+        """Harmonized total of the scalar losses named at construction (other keys are an error)."""
+        missing = [n for n in self.names if n not in losses]
+        extra = [n for n in losses if n not in self.names]
+        if missing or extra:
+            raise KeyError(
+                f"Harmonizer expects losses {self.names}; missing {missing}, unexpected {extra}. "
+                "Harmonize only the listed losses and add the others to the total yourself."
+            )
+        stacked = torch.stack([losses[n].reshape(()) for n in self.names])
+        s = self.log_sigma.to(stacked.dtype)
+        return (stacked * torch.exp(-s) + F.softplus(s)).sum()
+
+    def coefficients(self) -> dict[str, float]:
+        """Current ``exp(-s_i)`` for each loss name."""
+        coef = torch.exp(-self.log_sigma.detach()).cpu().tolist()
+        return dict(zip(self.names, coef, strict=True))
+
+    def log_sigmas(self) -> dict[str, float]:
+        """Current ``s_i`` for each loss name."""
+        return dict(zip(self.names, self.log_sigma.detach().cpu().tolist(), strict=True))
+
+    @staticmethod
+    def optimal_coefficient(loss: float) -> float:
+        """Closed-form minimiser of ``L e^{-s} + log(1 + e^s)`` over ``s``, returned as ``e^{-s}``."""
+        sigma = (loss + (loss * loss + 4.0 * loss) ** 0.5) / 2.0
+        return 1.0 / sigma

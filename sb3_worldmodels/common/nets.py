@@ -1,0 +1,198 @@
+"""Network building blocks: MLPs, convolutional image encoders and decoders, norms.
+
+Two architectures are covered by one set of classes:
+- DreamerV3 style: LayerNorm + SiLU everywhere, kernel-4 stride-2 convs with padding 1 (the image is
+  halved at every stage down to 4x4), a linear layer back to 4x4 and transposed convs in the decoder.
+- DreamerV2 style: ELU without norms, kernel-4 stride-2 convs without padding (64 -> 2x2 x 8d), and a
+  decoder from a 1x1 map with transposed-conv kernels 5, 5, 6, 6.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["get_act", "MLP", "ChannelNorm", "ConvEncoder", "ConvDecoder", "image_size_error"]
+
+
+def get_act(name: str) -> type[nn.Module]:
+    """Activation class by name: ``silu``, ``elu``, ``relu``, ``tanh``, ``gelu``."""
+    table: dict[str, type[nn.Module]] = {
+        "silu": nn.SiLU,
+        "elu": nn.ELU,
+        "relu": nn.ReLU,
+        "tanh": nn.Tanh,
+        "gelu": nn.GELU,
+    }
+    if name not in table:
+        raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(table)}.")
+    return table[name]
+
+
+class MLP(nn.Sequential):
+    """Stack of ``layers`` x (Linear -> [LayerNorm] -> act), then an optional output Linear.
+
+    :param in_dim: input features.
+    :param out_dim: output features of the final Linear, or ``None`` to end on the last hidden layer.
+    :param layers: number of hidden layers.
+    :param units: hidden width.
+    :param act: activation name.
+    :param norm: whether to put LayerNorm before each activation.
+    :param zero_out: initialise the output layer to zero (DreamerV3 reward and critic heads).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int | None,
+        layers: int,
+        units: int,
+        act: str = "silu",
+        norm: bool = True,
+        zero_out: bool = False,
+    ) -> None:
+        mods: list[nn.Module] = []
+        dim = in_dim
+        for _ in range(layers):
+            mods.append(nn.Linear(dim, units, bias=not norm))
+            if norm:
+                mods.append(nn.LayerNorm(units, eps=1e-3))
+            mods.append(get_act(act)())
+            dim = units
+        if out_dim is not None:
+            out = nn.Linear(dim, out_dim)
+            if zero_out:
+                nn.init.zeros_(out.weight)
+                nn.init.zeros_(out.bias)
+            mods.append(out)
+            dim = out_dim
+        super().__init__(*mods)
+        self.out_dim = dim
+
+
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channel axis of an (N, C, H, W) tensor."""
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def image_size_error(shape: Sequence[int], stages: int, style: str) -> str:
+    """Message for an image the encoder cannot take, naming the fix."""
+    need = "exactly 64x64" if style == "v2" else f"a side divisible by {2 ** stages} and at least {2 ** stages}"
+    return (
+        f"Images of shape {tuple(shape)} (channels first) cannot be taken by the {style} conv encoder, which "
+        f"needs {need}. Resize the observations (e.g. gymnasium.wrappers.ResizeObservation(env, (64, 64)) or "
+        f"the env's size=64 option)."
+    )
+
+
+class ConvEncoder(nn.Module):
+    """Image encoder (channels-first float input) to a flat embedding.
+
+    :param shape: (C, H, W) of the input image.
+    :param depth: channels of the first conv; doubled at every stage.
+    :param stages: number of stride-2 convs (4 for 64x64).
+    :param act: activation name.
+    :param norm: channel LayerNorm after each conv (V3).
+    :param style: ``"v3"`` (padding 1, exact halving) or ``"v2"`` (no padding, 64 -> 2x2).
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        depth: int,
+        stages: int = 4,
+        act: str = "silu",
+        norm: bool = True,
+        style: str = "v3",
+    ) -> None:
+        super().__init__()
+        c, h, w = shape
+        if style == "v2":
+            if (h, w) != (64, 64):
+                raise ValueError(image_size_error(shape, stages, style))
+        elif h % (2**stages) or w % (2**stages) or h < 2**stages or w < 2**stages:
+            raise ValueError(image_size_error(shape, stages, style))
+        layers: list[nn.Module] = []
+        ch = c
+        for i in range(stages):
+            out = depth * 2**i
+            layers.append(nn.Conv2d(ch, out, 4, 2, padding=1 if style == "v3" else 0, bias=not norm))
+            if norm:
+                layers.append(ChannelNorm(out, eps=1e-3))
+            layers.append(get_act(act)())
+            ch = out
+        self.net = nn.Sequential(*layers)
+        with torch.no_grad():
+            self.out_shape = tuple(self.net(torch.zeros(1, c, h, w)).shape[1:])
+        self.out_dim = int(torch.tensor(self.out_shape).prod())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., C, H, W) float image -> (..., out_dim) embedding."""
+        lead = x.shape[:-3]
+        y = self.net(x.reshape(-1, *x.shape[-3:]).contiguous(memory_format=torch.channels_last))
+        return y.reshape(*lead, -1)
+
+
+class ConvDecoder(nn.Module):
+    """Image decoder from a feature vector to a (C, H, W) mean image.
+
+    :param feat_dim: input feature size.
+    :param shape: (C, H, W) of the output image.
+    :param depth: channels of the last hidden stage (mirrors :class:`ConvEncoder`).
+    :param stages: number of stride-2 transposed convs.
+    :param act: activation name.
+    :param norm: channel LayerNorm after each hidden transposed conv (V3).
+    :param style: ``"v3"`` (linear to a (8d, H/16, W/16) map, kernel-4 transposed convs) or ``"v2"``
+        (linear to a 32d x 1 x 1 map, kernels 5, 5, 6, 6).
+    """
+
+    def __init__(
+        self,
+        feat_dim: int,
+        shape: Sequence[int],
+        depth: int,
+        stages: int = 4,
+        act: str = "silu",
+        norm: bool = True,
+        style: str = "v3",
+    ) -> None:
+        super().__init__()
+        c, h, w = shape
+        self.shape = (c, h, w)
+        self.style = style
+        layers: list[nn.Module] = []
+        if style == "v2":
+            if (h, w) != (64, 64) or stages != 4:
+                raise ValueError(image_size_error(shape, stages, style))
+            self.start = (32 * depth, 1, 1)
+            kernels = (5, 5, 6, 6)
+            chans = [32 * depth, 4 * depth, 2 * depth, depth, c]
+            for i, k in enumerate(kernels):
+                layers.append(nn.ConvTranspose2d(chans[i], chans[i + 1], k, 2))
+                if i < len(kernels) - 1:
+                    layers.append(get_act(act)())
+        else:
+            self.start = (depth * 2 ** (stages - 1), h // 2**stages, w // 2**stages)
+            ch = self.start[0]
+            for i in range(stages):
+                last = i == stages - 1
+                out = c if last else ch // 2
+                layers.append(nn.ConvTranspose2d(ch, out, 4, 2, padding=1, bias=last or not norm))
+                if not last:
+                    if norm:
+                        layers.append(ChannelNorm(out, eps=1e-3))
+                    layers.append(get_act(act)())
+                ch = out
+        self.linear = nn.Linear(feat_dim, int(torch.tensor(self.start).prod()))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, feat: Tensor) -> Tensor:
+        """(..., feat_dim) -> (..., C, H, W) mean image."""
+        lead = feat.shape[:-1]
+        x = self.linear(feat.reshape(-1, feat.shape[-1])).reshape(-1, *self.start)
+        x = self.net(x.contiguous(memory_format=torch.channels_last))
+        return x.reshape(*lead, *self.shape)

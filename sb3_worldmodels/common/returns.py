@@ -1,0 +1,62 @@
+"""Returns for actor-critic learning in imagination: lambda-returns and the percentile return normaliser."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["lambda_returns", "ReturnNormalizer"]
+
+
+def lambda_returns(rewards: Tensor, values: Tensor, discounts: Tensor, lam: float) -> Tensor:
+    """TD(lambda) returns along the time axis 1.
+
+    Index t is a state of an imagined trajectory with ``H + 1`` states. ``rewards[:, t]`` is the reward
+    received on arriving in state t, ``discounts[:, t]`` is ``gamma * continue_t`` and ``values[:, t]``
+    the critic's value of state t. Returns, for t = 0..H-1::
+
+        R_t = r_{t+1} + d_{t+1} * ((1 - lam) * v_{t+1} + lam * R_{t+1}),   R_H = v_H
+
+    :return: (N, H) returns for states 0..H-1.
+    """
+    if not (rewards.shape == values.shape == discounts.shape):
+        raise ValueError(
+            f"rewards {tuple(rewards.shape)}, values {tuple(values.shape)} and discounts "
+            f"{tuple(discounts.shape)} must have the same (N, H + 1) shape."
+        )
+    horizon = rewards.shape[1] - 1
+    ret = values[:, -1]
+    out = []
+    for t in reversed(range(horizon)):
+        ret = rewards[:, t + 1] + discounts[:, t + 1] * ((1 - lam) * values[:, t + 1] + lam * ret)
+        out.append(ret)
+    return torch.stack(out[::-1], 1)
+
+
+class ReturnNormalizer(nn.Module):
+    """DreamerV3's return scale: EMA of the 5th-95th percentile range, used as ``max(1, S)``.
+
+    :param decay: EMA decay of the percentiles.
+    :param low: lower percentile in [0, 1].
+    :param high: upper percentile in [0, 1].
+    :param max_scale_floor: the scale never goes below this (1.0 in DreamerV3).
+    """
+
+    def __init__(self, decay: float = 0.99, low: float = 0.05, high: float = 0.95, max_scale_floor: float = 1.0):
+        super().__init__()
+        self.decay, self.q_low, self.q_high, self.floor = decay, low, high, max_scale_floor
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+
+    @torch.no_grad()
+    def update(self, returns: Tensor) -> None:
+        """Fold the percentiles of a batch of returns into the EMA."""
+        flat = returns.detach().float().flatten()
+        qs = torch.quantile(flat, torch.tensor([self.q_low, self.q_high], device=flat.device))
+        self.low.mul_(self.decay).add_((1 - self.decay) * qs[0])
+        self.high.mul_(self.decay).add_((1 - self.decay) * qs[1])
+
+    @property
+    def scale(self) -> Tensor:
+        """``max(floor, high - low)``."""
+        return torch.clamp(self.high - self.low, min=self.floor)

@@ -1,0 +1,158 @@
+"""Actor-critic learned in imagination (DreamerV2 / DreamerV3 behaviour learning)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+
+from sb3_worldmodels.common.distributions import MSEDist, OneHotDist, TruncNormalDist, TwoHotDist
+from sb3_worldmodels.common.nets import MLP
+from sb3_worldmodels.common.returns import ReturnNormalizer, lambda_returns
+from sb3_worldmodels.common.rssm import State
+from sb3_worldmodels.dreamer.config import DreamerConfig
+from sb3_worldmodels.dreamer.world_model import WorldModel
+
+__all__ = ["ActorCritic", "frozen"]
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Temporarily stop gradients from accumulating in ``module``'s parameters."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+class ActorCritic(nn.Module):
+    """Actor and critic on world-model features, with a slow critic and the return normaliser.
+
+    :param feat_dim: size of the world-model features.
+    :param action_space: Box (actions in [-1, 1]) or Discrete.
+    :param cfg: Dreamer configuration.
+    """
+
+    def __init__(self, feat_dim: int, action_space: spaces.Space, cfg: DreamerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        self.action_dim = int(action_space.n) if self.discrete else int(action_space.shape[0])
+        out = self.action_dim if self.discrete else 2 * self.action_dim
+        self.actor = MLP(feat_dim, out, cfg.actor_layers, cfg.units, cfg.act, cfg.norm)
+        critic_out = cfg.bins if cfg.critic_head == "twohot" else 1
+        self.critic = MLP(feat_dim, critic_out, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm,
+                          zero_out=cfg.critic_head == "twohot")
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.retnorm = ReturnNormalizer()
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    # ------------------------------------------------------------------------------------- dists
+    def actor_dist(self, feat: Tensor) -> OneHotDist | TruncNormalDist:
+        """Action distribution: one-hot with unimix (Discrete) or clipped normal with tanh mean (Box)."""
+        out = self.actor(feat)
+        if self.discrete:
+            return OneHotDist(out, self.cfg.unimix)
+        mean, std = out.chunk(2, -1)
+        lo, hi = self.cfg.actor_min_std, self.cfg.actor_max_std
+        std = (hi - lo) * torch.sigmoid(std + 2.0) + lo
+        return TruncNormalDist(torch.tanh(mean), std)
+
+    def _value(self, net: nn.Module, feat: Tensor) -> TwoHotDist | MSEDist:
+        out = net(feat)
+        return TwoHotDist(out) if self.cfg.critic_head == "twohot" else MSEDist(out[..., 0], coef=0.5)
+
+    def value(self, feat: Tensor, slow: bool = False) -> TwoHotDist | MSEDist:
+        """Critic (or slow critic) value distribution."""
+        return self._value(self.slow_critic if slow else self.critic, feat)
+
+    # ------------------------------------------------------------------------------------- losses
+    def imagine(self, wm: WorldModel, start: State, horizon: int) -> tuple[Tensor, Tensor]:
+        """Imagine ``horizon`` steps from every start state; returns features (N, H+1, F) and actions."""
+        start = {k: v.reshape(-1, *v.shape[2:]).detach() for k, v in start.items()}
+
+        def policy(state: State) -> Tensor:
+            return self.actor_dist(wm.rssm.feat(state).detach()).rsample()
+
+        with frozen(wm):
+            states, actions = wm.rssm.imagine(policy, start, horizon)
+        return wm.rssm.feat(states), actions
+
+    def losses(
+        self, wm: WorldModel, start: State, is_terminal: Tensor, horizon: int, gamma: float
+    ) -> tuple[Tensor, Tensor, dict[str, Any]]:
+        """Actor and critic losses from imagined rollouts starting at every posterior state.
+
+        :param wm: the world model (its parameters receive no gradient here).
+        :param start: posterior states (B, T, ...).
+        :param is_terminal: (B, T) terminal flags of the start states (their continue is taken from data).
+        :return: actor loss, critic loss, metrics.
+        """
+        cfg = self.cfg
+        feat, actions = self.imagine(wm, start, horizon)
+        with frozen(wm):
+            reward = wm.reward_dist(feat).mean
+            cont = wm.cont_dist(feat).mean
+        cont = torch.cat([1.0 - is_terminal.reshape(-1, 1).float(), cont[:, 1:]], 1)
+        discount = gamma * cont
+        weight = torch.cumprod(torch.cat([torch.ones_like(discount[:, :1]), discount[:, 1:]], 1), 1).detach()
+        value_for_returns = self.value(feat, slow=cfg.critic_target == "slow").mean
+        ret = lambda_returns(reward, value_for_returns, discount, cfg.lam)  # (N, H)
+        base = value_for_returns[:, :-1]
+
+        # actor
+        policy = self.actor_dist(feat.detach())
+        if cfg.return_norm:
+            self.retnorm.update(ret)
+            scale = self.retnorm.scale
+        else:
+            scale = torch.ones((), device=ret.device)
+        adv = (ret - base) / scale
+        grad = cfg.actor_grad_disc if self.discrete else cfg.actor_grad_cont
+        if grad == "backprop":
+            objective = adv
+        elif grad == "reinforce":
+            logp = policy.log_prob(actions.detach())[:, :-1]
+            objective = logp * adv.detach()
+        else:
+            raise ValueError(f"actor gradient {grad!r} must be 'backprop' or 'reinforce'.")
+        entropy = policy.entropy()[:, :-1]
+        actor_loss = -(weight[:, :-1] * (objective + cfg.actor_entropy * entropy)).mean()
+
+        # critic
+        critic_dist = self.value(feat.detach()[:, :-1])
+        critic_loss = -critic_dist.log_prob(ret.detach())
+        if cfg.slow_critic_reg > 0:
+            slow_target = self.value(feat.detach()[:, :-1], slow=True).mean.detach()
+            critic_loss = critic_loss - cfg.slow_critic_reg * critic_dist.log_prob(slow_target)
+        critic_loss = (weight[:, :-1] * critic_loss).mean()
+
+        metrics = {
+            "actor_loss": actor_loss.detach(),
+            "critic_loss": critic_loss.detach(),
+            "imag_return": ret.detach().mean(),
+            "imag_reward": reward.detach().mean(),
+            "value": base.detach().mean(),
+            "actor_entropy": entropy.detach().mean(),
+            "return_scale": scale.detach(),
+        }
+        return actor_loss, critic_loss, metrics
+
+    @torch.no_grad()
+    def update_slow_critic(self) -> None:
+        """EMA (V3: 2% per update) or hard copy every ``slow_critic_every`` updates (V2)."""
+        self.updates += 1
+        if int(self.updates) % self.cfg.slow_critic_every:
+            return
+        mix = self.cfg.slow_critic_fraction
+        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters(), strict=True):
+            slow.mul_(1 - mix).add_(mix * fast)

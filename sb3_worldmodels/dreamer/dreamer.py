@@ -1,0 +1,287 @@
+"""DreamerV3, DreamerV2 and DreamerHarmony as Stable-Baselines3 off-policy algorithms."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.logger import Video
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_worldmodels.common.buffers import SequenceReplayBuffer
+from sb3_worldmodels.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy, RecurrentState
+
+__all__ = ["Dreamer", "DreamerV3", "DreamerV2", "DreamerHarmony"]
+
+SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
+
+# Spec defaults per version (specs/dreamer.md): learning rate (world model), batch, length, ratio, gamma, prefill.
+VERSION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "v3": dict(learning_rate=1e-4, batch_size=16, sequence_length=64, train_ratio=512.0, gamma=0.997,
+               learning_starts=1024),
+    "v2": dict(learning_rate=3e-4, batch_size=16, sequence_length=50, train_ratio=160.0, gamma=0.99,
+               learning_starts=1000),
+}
+
+
+class Dreamer(OffPolicyAlgorithm):
+    """Dreamer: learn an RSSM world model from replayed sequences and an actor-critic inside it.
+
+    Training follows the replay ratio of DreamerV3: ``train_ratio`` replayed steps per environment step,
+    i.e. ``train_ratio / (batch_size * sequence_length)`` updates per env step (fractions carry over).
+    Every update trains the world model on ``batch_size`` sequences of ``sequence_length`` steps, then the
+    actor and critic on ``imagination_horizon``-step rollouts from every posterior state.
+
+    :param policy: "CnnPolicy", "MlpPolicy", "MultiInputPolicy" or a :class:`DreamerPolicy` subclass.
+    :param env: environment or its gymnasium id.
+    :param learning_rate: world-model learning rate (actor/critic rates are ``actor_lr``/``critic_lr`` in
+        ``policy_kwargs``); default from the spec of the version.
+    :param buffer_size: replay capacity in steps (all envs together).
+    :param learning_starts: env steps of random prefill before training.
+    :param batch_size: sequences per update.
+    :param sequence_length: steps per replayed sequence.
+    :param train_ratio: replayed steps per env step.
+    :param imagination_horizon: imagination length for behaviour learning.
+    :param gamma: discount.
+    :param version: "v3" or "v2".
+    :param harmony: turn on HarmonyDream's loss harmonizers.
+    :param video_interval: updates between open-loop prediction videos in the logger (0 disables).
+    :param replay_buffer_kwargs: extra arguments of :class:`SequenceReplayBuffer` (e.g. ``memmap_dir``).
+    :param policy_kwargs: ``model_size`` and any :class:`~sb3_worldmodels.dreamer.config.DreamerConfig` field.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "CnnPolicy": CnnPolicy,
+        "MlpPolicy": MlpPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: DreamerPolicy
+    replay_buffer: SequenceReplayBuffer
+
+    def __init__(
+        self,
+        policy: str | type[DreamerPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule | None = None,
+        buffer_size: int = 1_000_000,
+        learning_starts: int | None = None,
+        batch_size: int | None = None,
+        sequence_length: int | None = None,
+        train_ratio: float | None = None,
+        imagination_horizon: int = 15,
+        gamma: float | None = None,
+        version: str = "v3",
+        harmony: bool = False,
+        video_interval: int = 0,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: torch.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if version not in VERSION_DEFAULTS:
+            raise ValueError(f"Unknown Dreamer version {version!r}; use 'v3' or 'v2'.")
+        defaults = VERSION_DEFAULTS[version]
+        super().__init__(
+            policy,
+            env,
+            defaults["learning_rate"] if learning_rate is None else learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=defaults["learning_starts"] if learning_starts is None else learning_starts,
+            batch_size=defaults["batch_size"] if batch_size is None else batch_size,
+            tau=1.0,
+            gamma=defaults["gamma"] if gamma is None else gamma,
+            train_freq=(1, "step"),
+            gradient_steps=-1,
+            replay_buffer_class=SequenceReplayBuffer,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            support_multi_env=True,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Box, spaces.Discrete),
+        )
+        self.sequence_length = defaults["sequence_length"] if sequence_length is None else sequence_length
+        self.train_ratio = float(defaults["train_ratio"] if train_ratio is None else train_ratio)
+        self.imagination_horizon = imagination_horizon
+        self.version = version
+        self.harmony = harmony
+        self.video_interval = video_interval
+        self._update_credit = 0.0
+        self._rollout_state: RecurrentState | None = None
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------------------------------ setup
+    def _setup_model(self) -> None:
+        self.policy_kwargs = {"version": self.version, **self.policy_kwargs}
+        if self.harmony:
+            self.policy_kwargs.setdefault("harmony", True)
+        if self.batch_size < 1 or self.sequence_length < 2:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be >= 1 and sequence_length ({self.sequence_length}) >= 2."
+            )
+        super()._setup_model()
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.wm_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"], []
+
+    # ------------------------------------------------------------------------------------------ acting
+    def predict(  # type: ignore[override]
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: RecurrentState | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, RecurrentState]:
+        """Action and new latent state; pass ``state`` and ``episode_start`` back on the next call."""
+        return self.policy.predict(observation, state, episode_start, deterministic)
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.num_timesteps < learning_starts:
+            unscaled = np.array([self.action_space.sample() for _ in range(n_envs)])
+            self._rollout_state = None
+        else:
+            starts = getattr(self, "_last_episode_starts", np.ones(n_envs, dtype=bool))
+            unscaled, self._rollout_state = self.policy.predict(
+                self._last_obs, self._rollout_state, starts, deterministic=False  # type: ignore[arg-type]
+            )
+        if isinstance(self.action_space, spaces.Box):
+            scaled = self.policy.scale_action(unscaled)
+            if action_noise is not None:
+                scaled = np.clip(scaled + action_noise(), -1, 1)
+            return self.policy.unscale_action(scaled), scaled
+        return unscaled, unscaled
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        self._last_episode_starts = np.asarray(dones, dtype=bool)
+
+    # ------------------------------------------------------------------------------------------ training
+    def train(self, gradient_steps: int, batch_size: int = 16) -> None:
+        """Run the updates owed for ``gradient_steps`` new env steps at ``train_ratio``."""
+        self._update_credit += gradient_steps * self.train_ratio / (batch_size * self.sequence_length)
+        n_updates = int(self._update_credit)
+        if n_updates == 0:
+            return
+        self._update_credit -= n_updates
+        sums: dict[str, float] = defaultdict(float)
+        start = time.perf_counter()
+        for _ in range(n_updates):
+            batch = self.replay_buffer.sample_sequences(batch_size, self.sequence_length, env=self._vec_normalize_env)
+            metrics = self.policy.train_step(batch, self.imagination_horizon, self.gamma)
+            for key, value in metrics.items():
+                sums[key] += float(value)
+            self._n_updates += 1
+            if self.video_interval and self._n_updates % self.video_interval == 0:
+                self._log_openloop_video(batch)
+        elapsed = time.perf_counter() - start
+        groups = {"actor_", "critic_", "imag_", "value", "return_scale"}
+        for key, total in sums.items():
+            prefix = "behavior" if any(key.startswith(g) for g in groups) else "world_model"
+            self.logger.record(f"{prefix}/{key}", total / n_updates)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/updates_per_second", n_updates / max(elapsed, 1e-9))
+
+    def _log_openloop_video(self, batch: Any) -> None:
+        if not self.policy.world_model.images:
+            return
+        n = min(4, batch.prev_actions.shape[0])
+        obs = {k: v[:n] for k, v in batch.observations.items()} if isinstance(batch.observations, dict) else (
+            batch.observations[:n]
+        )
+        video = self.policy.world_model.openloop(obs, batch.prev_actions[:n], batch.is_first[:n])
+        # (n, T, C, H, 3W) -> one clip with the n sequences stacked vertically
+        clip = torch.cat(list(video), dim=-2).unsqueeze(0)
+        self.logger.record("world_model/openloop", Video(clip, fps=10), exclude=("stdout", "log", "json", "csv"))
+
+    def learn(
+        self: SelfDreamer,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "Dreamer",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDreamer:
+        """Train for ``total_timesteps`` env steps (see SB3's ``learn``)."""
+        if reset_num_timesteps:
+            self._rollout_state = None
+        if isinstance(self.env, VecEnv) and self.learning_starts < self.sequence_length * self.env.num_envs:
+            raise ValueError(
+                f"learning_starts ({self.learning_starts}) must be at least sequence_length x n_envs "
+                f"({self.sequence_length} x {self.env.num_envs}) so that every env holds a whole sequence before the first update."
+            )
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+
+class DreamerV3(Dreamer):
+    """DreamerV3 (Hafner et al., 2023) with the spec defaults; ``policy_kwargs=dict(model_size="S")``.
+
+    See :class:`Dreamer` for the parameters.
+    """
+
+    def __init__(self, policy: str | type[DreamerPolicy], env: GymEnv | str, **kwargs: Any) -> None:
+        kwargs.setdefault("version", "v3")
+        super().__init__(policy, env, **kwargs)
+
+
+class DreamerV2(Dreamer):
+    """DreamerV2 (Hafner et al., 2021) with the spec defaults (the ContextWM / HarmonyDream preset).
+
+    See :class:`Dreamer` for the parameters.
+    """
+
+    def __init__(self, policy: str | type[DreamerPolicy], env: GymEnv | str, **kwargs: Any) -> None:
+        kwargs.setdefault("version", "v2")
+        super().__init__(policy, env, **kwargs)
+
+
+class DreamerHarmony(Dreamer):
+    """HarmonyDream (Ma et al., ICML 2024): Dreamer with learnable harmonizers on the world-model losses.
+
+    :param base: "v3" (default) for Harmony-DreamerV3 or "v2" for Harmony-DreamerV2.
+
+    See :class:`Dreamer` for the other parameters.
+    """
+
+    def __init__(self, policy: str | type[DreamerPolicy], env: GymEnv | str, base: str = "v3", **kwargs: Any) -> None:
+        if "version" in kwargs and kwargs["version"] != base:
+            raise ValueError("DreamerHarmony takes `base=` ('v3' or 'v2'), not `version=`.")
+        kwargs["version"] = base
+        kwargs.setdefault("harmony", True)
+        self.base = base
+        super().__init__(policy, env, **kwargs)

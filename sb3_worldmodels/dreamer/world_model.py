@@ -1,0 +1,252 @@
+"""Dreamer world model: multi-modal encoder, RSSM, decoders, reward and continue heads, losses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space
+from torch import Tensor, nn
+
+from sb3_worldmodels.common.distributions import BernoulliDist, MSEDist, TwoHotDist, symlog
+from sb3_worldmodels.common.harmony import Harmonizer
+from sb3_worldmodels.common.nets import MLP, ConvDecoder, ConvEncoder
+from sb3_worldmodels.common.rssm import RSSM, State
+from sb3_worldmodels.dreamer.config import DreamerConfig
+
+__all__ = ["WorldModel", "obs_to_dict", "action_to_model", "split_spaces"]
+
+SINGLE_KEY = "obs"
+
+
+def split_spaces(observation_space: spaces.Space) -> tuple[dict[str, spaces.Box], dict[str, spaces.Box]]:
+    """Split an observation space into image and vector Boxes by key (a plain Box gets the key ``"obs"``).
+
+    Raises a ``ValueError`` naming the fix for anything else (Tuple, Discrete, nested Dict, ...).
+    """
+    items = observation_space.spaces.items() if isinstance(observation_space, spaces.Dict) else [
+        (SINGLE_KEY, observation_space)
+    ]
+    images: dict[str, spaces.Box] = {}
+    vectors: dict[str, spaces.Box] = {}
+    for key, space in items:
+        if not isinstance(space, spaces.Box):
+            raise ValueError(
+                f"Dreamer supports Box observations (images or vectors) and Dict of Boxes; got {space!r} "
+                f"for key {key!r} in {observation_space!r}. Flatten it (gymnasium.wrappers.FlattenObservation) "
+                "or convert it to a Box / Dict of Boxes."
+            )
+        if is_image_space(space, check_channels=False, normalized_image=False) and len(space.shape) == 3:
+            images[key] = space
+        elif len(space.shape) == 1:
+            vectors[key] = space
+        else:
+            raise ValueError(
+                f"Observation {key!r} has shape {space.shape} and dtype {space.dtype}: Dreamer takes uint8 images "
+                "(C, H, W) or (H, W, C), or flat vectors. Flatten it (gymnasium.wrappers.FlattenObservation) or "
+                "cast images to uint8."
+            )
+    return images, vectors
+
+
+def obs_to_dict(obs: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
+    """Wrap a single-tensor observation as ``{"obs": tensor}``; dicts pass through."""
+    return obs if isinstance(obs, dict) else {SINGLE_KEY: obs}
+
+
+def action_to_model(action: Tensor, action_space: spaces.Space, width: int) -> Tensor:
+    """Convert SB3 buffer actions (Box in [-1, 1], Discrete index) to the model's padded action vector."""
+    if isinstance(action_space, spaces.Discrete):
+        vec = F.one_hot(action.reshape(action.shape[:-1]).long(), int(action_space.n)).float()
+    else:
+        vec = action.float()
+    if vec.shape[-1] < width:
+        vec = F.pad(vec, (0, width - vec.shape[-1]))
+    return vec
+
+
+class WorldModel(nn.Module):
+    """RSSM world model over image and vector observations.
+
+    :param observation_space: the (channels-first) observation space of the algorithm.
+    :param action_space: Box or Discrete action space.
+    :param cfg: Dreamer configuration.
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, cfg: DreamerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.action_space = action_space
+        self.images, self.vectors = split_spaces(observation_space)
+        for key, space in self.images.items():
+            if space.shape[0] not in (1, 3, 4) and space.shape[-1] in (1, 3, 4):
+                raise ValueError(
+                    f"Image {key!r} of shape {space.shape} is channels-last; Dreamer expects channels-first "
+                    "images. Wrap the env with stable_baselines3.common.vec_env.VecTransposeImage (SB3 does this "
+                    "automatically for image observations)."
+                )
+        self.action_dim = int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(
+            np.prod(action_space.shape)
+        )
+        self.action_width = max(self.action_dim, cfg.action_pad)
+        style = cfg.version
+        self.encoders = nn.ModuleDict(
+            {k: ConvEncoder(s.shape, cfg.cnn_depth, 4, cfg.act, cfg.norm, style) for k, s in self.images.items()}
+        )
+        self.vec_dim = sum(int(s.shape[0]) for s in self.vectors.values())
+        self.vec_encoder = (
+            MLP(self.vec_dim, None, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm) if self.vectors else None
+        )
+        embed_dim = sum(e.out_dim for e in self.encoders.values()) + (
+            self.vec_encoder.out_dim if self.vec_encoder else 0
+        )
+        self.rssm = RSSM(
+            embed_dim, self.action_width, cfg.deter, cfg.hidden, cfg.stoch, cfg.classes, cfg.unimix, cfg.act,
+            cfg.norm, cfg.learned_initial,
+        )
+        feat = self.rssm.feat_dim
+        self.decoders = nn.ModuleDict(
+            {k: ConvDecoder(feat, s.shape, cfg.cnn_depth, 4, cfg.act, cfg.norm, style) for k, s in self.images.items()}
+        )
+        self.vec_decoder = MLP(feat, self.vec_dim, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm) if self.vectors else None
+        reward_out = cfg.bins if cfg.reward_head == "twohot" else 1
+        self.reward = MLP(feat, reward_out, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, zero_out=cfg.reward_head == "twohot")
+        self.cont = MLP(feat, 1, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm)
+        self.harmonizer = Harmonizer(["obs", "reward", "dyn"]) if cfg.harmony else None
+
+    # ---------------------------------------------------------------------------------------- inputs
+    def preprocess(self, obs: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
+        """uint8 images -> float in [0, 1] (+ offset, -0.5 in V2); vectors -> float (symlog in V3)."""
+        obs = obs_to_dict(obs)
+        out: dict[str, Tensor] = {}
+        for key in self.images:
+            x = obs[key]
+            if x.dtype != torch.uint8:
+                raise ValueError(f"Image observation {key!r} must be uint8 (0..255), got {x.dtype}.")
+            out[key] = x.float() / 255.0 + self.cfg.image_offset
+        if self.vectors:
+            vec = torch.cat([obs[k].float() for k in self.vectors], -1)
+            out["_vector"] = symlog(vec) if self.cfg.symlog_inputs else vec
+        return out
+
+    def encode(self, obs: dict[str, Tensor]) -> Tensor:
+        """Embedding of preprocessed observations, shape (..., embed_dim)."""
+        parts = [enc(obs[k]) for k, enc in self.encoders.items()]
+        if self.vec_encoder is not None:
+            parts.append(self.vec_encoder(obs["_vector"]))
+        return torch.cat(parts, -1)
+
+    def model_actions(self, actions: Tensor) -> Tensor:
+        """SB3 buffer actions -> padded model action vectors."""
+        return action_to_model(actions, self.action_space, self.action_width)
+
+    # ---------------------------------------------------------------------------------------- heads
+    def reward_dist(self, feat: Tensor) -> TwoHotDist | MSEDist:
+        """Predicted reward distribution (two-hot in V3, unit Gaussian in V2)."""
+        out = self.reward(feat)
+        return TwoHotDist(out) if self.cfg.reward_head == "twohot" else MSEDist(out[..., 0], coef=0.5)
+
+    def cont_dist(self, feat: Tensor) -> BernoulliDist:
+        """Predicted continuation (1 - terminal) distribution."""
+        return BernoulliDist(self.cont(feat)[..., 0])
+
+    def decode(self, feat: Tensor) -> dict[str, MSEDist]:
+        """Observation distributions per key, over preprocessed targets (vectors in symlog space in V3)."""
+        dists: dict[str, MSEDist] = {
+            k: MSEDist(dec(feat), dims=3, coef=self.cfg.image_loss_coef) for k, dec in self.decoders.items()
+        }
+        if self.vec_decoder is not None:
+            dists["_vector"] = MSEDist(self.vec_decoder(feat), dims=1, coef=self.cfg.image_loss_coef)
+        return dists
+
+    # ---------------------------------------------------------------------------------------- loss
+    def loss(
+        self,
+        observations: Tensor | dict[str, Tensor],
+        prev_actions: Tensor,
+        rewards: Tensor,
+        is_first: Tensor,
+        is_terminal: Tensor,
+    ) -> tuple[Tensor, State, dict[str, Any]]:
+        """World-model loss on a (B, T) batch of sequences.
+
+        :return: the total loss, the posterior states (B, T, ...) and a dict of metrics (floats / tensors).
+        """
+        cfg = self.cfg
+        obs = self.preprocess(observations)
+        embed = self.encode(obs)
+        post, prior = self.rssm.observe(embed, self.model_actions(prev_actions), is_first)
+        feat = self.rssm.feat(post)
+        obs_loss = sum(-dist.log_prob(obs[k]).mean() for k, dist in self.decode(feat).items())
+        reward_loss = -self.reward_dist(feat).log_prob(rewards).mean()
+        cont_loss = -self.cont_dist(feat).log_prob(1.0 - is_terminal.float()).mean()
+        dyn, rep = self.rssm.kl(post, prior)
+        if cfg.version == "v3":
+            dyn_loss = torch.clamp(dyn, min=cfg.kl_free).mean()
+            rep_loss = torch.clamp(rep, min=cfg.kl_free).mean()
+            kl_loss = cfg.kl_dyn * dyn_loss + cfg.kl_rep * rep_loss
+        else:
+            dyn_loss = torch.clamp(dyn.mean(), min=cfg.kl_free)
+            rep_loss = torch.clamp(rep.mean(), min=cfg.kl_free)
+            kl_loss = cfg.kl_scale * (cfg.kl_balance * dyn_loss + (1 - cfg.kl_balance) * rep_loss)
+        losses = {"obs": obs_loss, "reward": reward_loss, "dyn": kl_loss}
+        if self.harmonizer is not None:
+            total = self.harmonizer(losses) + cfg.cont_scale * cont_loss
+        else:
+            total = obs_loss + reward_loss + kl_loss + cfg.cont_scale * cont_loss
+        metrics: dict[str, Any] = {
+            "obs_loss": obs_loss.detach(),
+            "reward_loss": reward_loss.detach(),
+            "cont_loss": cont_loss.detach(),
+            "kl_loss": kl_loss.detach(),
+            "dyn_loss": dyn_loss.detach(),
+            "rep_loss": rep_loss.detach(),
+            "kl": dyn.detach().mean(),
+            "model_loss": total.detach(),
+        }
+        if self.harmonizer is not None:
+            for name, coef in self.harmonizer.coefficients().items():
+                metrics[f"harmony_coef_{name}"] = coef
+            for name, s in self.harmonizer.log_sigmas().items():
+                metrics[f"harmony_s_{name}"] = s
+        return total, post, metrics
+
+    # ---------------------------------------------------------------------------------------- video
+    @torch.no_grad()
+    def openloop(
+        self,
+        observations: Tensor | dict[str, Tensor],
+        prev_actions: Tensor,
+        is_first: Tensor,
+        context: int = 5,
+        key: str | None = None,
+    ) -> Tensor:
+        """Open-loop prediction video: ``context`` observed frames, then imagination under the real actions.
+
+        :return: uint8 (B, T, C, H, 3 * W) frames: real | predicted | error, side by side.
+        """
+        if not self.images:
+            raise ValueError("Open-loop video needs image observations; this world model has none.")
+        key = key or next(iter(self.images))
+        obs = self.preprocess(observations)
+        actions = self.model_actions(prev_actions)
+        embed = self.encode(obs)
+        post, _ = self.rssm.observe(embed[:, :context], actions[:, :context], is_first[:, :context])
+        state = {k: v[:, -1] for k, v in post.items()}
+        states = [state]
+        for t in range(context, embed.shape[1]):
+            state = self.rssm.img_step(state, actions[:, t])
+            states.append(state)
+        feat_ctx = self.rssm.feat(post)
+        feat_img = torch.stack([self.rssm.feat(s) for s in states[1:]], 1)
+        recon = torch.cat([self.decoders[key](feat_ctx), self.decoders[key](feat_img)], 1)
+        truth = obs[key]
+        off = self.cfg.image_offset
+        recon = (recon - off).clamp(0, 1)
+        truth = (truth - off).clamp(0, 1)
+        error = (recon - truth + 1) / 2
+        video = torch.cat([truth, recon, error], -1)
+        return (video * 255).round().to(torch.uint8)
