@@ -108,7 +108,7 @@ class DMCEnv(gym.Env[Any, np.ndarray]):
 
     def _render_frame(self) -> np.ndarray:
         if self._frame is None:
-            self._frame = np.asarray(self.shimmy_env.render(), dtype=np.uint8)
+            self._frame = np.ascontiguousarray(self.shimmy_env.render(), dtype=np.uint8)
         return self._frame
 
     def _observation(self, dm_obs: dict[str, Any]) -> Any:

@@ -1,0 +1,144 @@
+"""Every Dreamer algorithm x policy x action space learns for a few updates on real and small envs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_worldmodels import DreamerHarmony, DreamerV2, DreamerV3
+from tests.dummy_envs import DotEnv
+
+TINY: dict[str, Any] = dict(
+    learning_starts=32, batch_size=2, sequence_length=8, train_ratio=16, buffer_size=2_000,
+    policy_kwargs=dict(model_size="tiny"), seed=0,
+)
+
+ALGOS = {
+    "DreamerV3": (DreamerV3, {}),
+    "DreamerV2": (DreamerV2, {}),
+    "HarmonyV3": (DreamerHarmony, {}),
+    "HarmonyV2": (DreamerHarmony, {"base": "v2"}),
+}
+
+
+def make_env(kind: str) -> gym.Env:
+    """Envs per (policy, action) case: real simulators where they have the spaces, DotEnv otherwise."""
+    if kind == "mlp-box":
+        return gym.make("Pendulum-v1")
+    if kind == "mlp-discrete":
+        return gym.make("CartPole-v1")
+    if kind == "cnn-box":
+        return gym.make("sb3wm/dmc-cartpole-swingup-v0")
+    if kind == "cnn-discrete":
+        return DotEnv("image", size=64)
+    if kind == "multi-box":
+        return gym.make("sb3wm/dmc-cartpole-swingup-v0", obs_type="both")
+    if kind == "multi-discrete":
+        return DotEnv("dict", size=64)
+    raise ValueError(kind)
+
+
+POLICY = {"mlp": "MlpPolicy", "cnn": "CnnPolicy", "multi": "MultiInputPolicy"}
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+@pytest.mark.parametrize("kind", ["mlp-box", "mlp-discrete", "cnn-box", "cnn-discrete", "multi-box", "multi-discrete"])
+def test_learn(algo: str, kind: str) -> None:
+    cls, extra = ALGOS[algo]
+    env = make_env(kind)
+    model = cls(POLICY[kind.split("-")[0]], env, **TINY, **extra)
+    model.learn(48)
+    assert model.num_timesteps == 48
+    assert model._n_updates == 16  # train_ratio 16 / (2 x 8) = one update per env step after the prefill
+    assert model.replay_buffer.size() >= 48
+    obs, _ = env.reset(seed=1)
+    action, state = model.predict(obs, deterministic=True)
+    assert env.action_space.contains(action)
+    action2, _ = model.predict(obs, state=state, episode_start=np.zeros(1, bool))
+    assert env.action_space.contains(action2)
+    if cls is DreamerHarmony:
+        coefs = model.policy.world_model.harmonizer.coefficients()
+        assert set(coefs) == {"obs", "reward", "dyn"}
+        assert any(abs(c - 1.0) > 1e-6 for c in coefs.values()), "harmonizer scales did not train"
+    env.close()
+
+
+def test_versions_and_harmony_flags() -> None:
+    env = gym.make("Pendulum-v1")
+    assert DreamerV3("MlpPolicy", env, **TINY).policy.cfg.version == "v3"
+    v2 = DreamerV2("MlpPolicy", env, **TINY)
+    assert v2.policy.cfg.version == "v2" and v2.policy.world_model.harmonizer is None
+    h2 = DreamerHarmony("MlpPolicy", env, base="v2", **TINY)
+    assert h2.policy.cfg.version == "v2" and h2.policy.world_model.harmonizer is not None
+    assert DreamerV3("MlpPolicy", env, **{**TINY, "gamma": None}).gamma == pytest.approx(0.997)
+    assert v2.gamma == pytest.approx(0.99)
+
+
+def test_spec_defaults() -> None:
+    env = gym.make("Pendulum-v1")
+    v3 = DreamerV3("MlpPolicy", env, buffer_size=100)
+    cfg = v3.policy.cfg
+    assert (v3.batch_size, v3.sequence_length, v3.train_ratio, v3.imagination_horizon) == (16, 64, 512, 15)
+    assert (cfg.deter, cfg.units, cfg.cnn_depth, cfg.mlp_layers) == (512, 512, 32, 2)
+    assert (cfg.kl_dyn, cfg.kl_rep, cfg.kl_free, cfg.unimix, cfg.bins) == (0.5, 0.1, 1.0, 0.01, 255)
+    assert (cfg.model_lr, cfg.actor_lr, cfg.critic_lr) == (1e-4, 3e-5, 3e-5)
+    v2 = DreamerV2("MlpPolicy", env, buffer_size=100)
+    cfg = v2.policy.cfg
+    assert (cfg.deter, cfg.hidden, cfg.units, cfg.mlp_layers, cfg.cnn_depth) == (1024, 1024, 400, 4, 48)
+    assert (cfg.kl_balance, cfg.model_lr, cfg.actor_lr, cfg.act) == (0.8, 3e-4, 8e-5, "elu")
+    assert (v2.batch_size, v2.sequence_length) == (16, 50)
+    for size, deter in [("XS", 256), ("M", 1024), ("L", 2048), ("XL", 4096)]:
+        from sb3_worldmodels.dreamer.config import make_config
+
+        assert make_config("v3", size).deter == deter
+
+
+def test_n_envs_2() -> None:
+    venv = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
+    model = DreamerV3("MlpPolicy", venv, **{**TINY, "learning_starts": 32})
+    model.learn(64)
+    assert model.num_timesteps == 64
+    assert model._n_updates == 32  # (64 - 32) env steps x 16 / (2 x 8)
+    assert model.replay_buffer.n_envs == 2
+
+
+def test_progress_bar_and_tensorboard(tmp_path: Any) -> None:
+    model = DreamerHarmony("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), verbose=1, **TINY)
+    model.learn(300, progress_bar=True, log_interval=1)
+    runs = list(tmp_path.glob("*/events.out.tfevents.*"))
+    assert runs, "no tensorboard event file written"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(runs[0].parent))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ["world_model/obs_loss", "world_model/reward_loss", "world_model/kl", "world_model/harmony_coef_obs",
+                "world_model/harmony_s_dyn", "behavior/actor_loss", "behavior/critic_loss", "behavior/return_scale",
+                "behavior/imag_return", "train/updates_per_second"]:
+        assert tag in tags, f"{tag} missing from {sorted(tags)}"
+
+
+def test_openloop_video_logged(tmp_path: Any) -> None:
+    model = DreamerV3("CnnPolicy", DotEnv("image", size=16), tensorboard_log=str(tmp_path), video_interval=4, **TINY)
+    model.learn(60, log_interval=1)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(next(tmp_path.glob("*/events.out.tfevents.*")).parent))
+    acc.Reload()
+    assert "world_model/openloop" in acc.Tags()["tensors"] + acc.Tags()["images"]
+
+
+def test_same_seed_same_losses() -> None:
+    def first_losses() -> list[float]:
+        torch.manual_seed(123)
+        model = DreamerV3("MlpPolicy", "Pendulum-v1", **{**TINY, "seed": 7})
+        model.learn(40)
+        batch = model.replay_buffer.sample_sequences(2, 8)
+        return [float(model.policy.train_step(batch, 5, 0.99)[k]) for k in ("model_loss",)]
+
+    assert first_losses() == first_losses()
