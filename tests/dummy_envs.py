@@ -12,7 +12,7 @@ from gymnasium import spaces
 class DotEnv(gym.Env):
     """A dot on a line, drawn in a small image; Discrete(3) actions move it left / stay / right.
 
-    Reward 1 when the dot sits in the right-most cell, episodes of ``length`` steps (truncated).
+    Reward ``pos / (size - 1)`` (1 in the right-most cell), episodes of ``length`` steps (truncated).
 
     :param obs: "image" (uint8 (size, size, 3)), "vector" (position one-hot), or "dict" (both).
     """
@@ -43,7 +43,7 @@ class DotEnv(gym.Env):
         move = int(np.sign(float(np.asarray(action).reshape(-1)[0]))) if self.continuous else int(action) - 1
         self.pos = int(np.clip(self.pos + move, 0, self.size - 1))
         self.t += 1
-        reward = float(self.pos == self.size - 1)
+        reward = self.pos / (self.size - 1)
         return self._obs(), reward, False, self.t >= self.length, {}
 
     def render(self) -> np.ndarray:

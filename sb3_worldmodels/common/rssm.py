@@ -150,13 +150,16 @@ class RSSM(nn.Module):
         return {"deter": deter, "stoch": self._sample(stats), **stats}
 
     def obs_step(
-        self, state: State, action: Tensor | None, embed: Tensor, is_first: Tensor
+        self, state: State, action: Tensor | None, embed: Tensor, is_first: Tensor, sample: bool = True
     ) -> tuple[State, State]:
-        """Posterior step: resets where ``is_first``, takes a prior step, then conditions on ``embed``."""
+        """Posterior step: resets where ``is_first``, takes a prior step, then conditions on ``embed``.
+
+        ``sample=False`` takes the posterior's mode (deterministic acting).
+        """
         state, action = self._reset(state, action, is_first)
         prior = self.img_step(state, action)
         stats = self._stats(self.obs_out(torch.cat([prior["deter"], embed], -1)))
-        post = {"deter": prior["deter"], "stoch": self._sample(stats), **stats}
+        post = {"deter": prior["deter"], "stoch": self._sample(stats, sample), **stats}
         return post, prior
 
     def observe(

@@ -137,6 +137,8 @@ class Dreamer(OffPolicyAlgorithm):
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be >= 1 and sequence_length ({self.sequence_length}) >= 2."
             )
+        # check the spaces before SB3 allocates the replay buffer, so the error names the fix
+        self.policy_class._check_observation_space(self.observation_space)  # type: ignore[attr-defined]
         super()._setup_model()
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

@@ -98,7 +98,9 @@ class DreamerPolicy(BasePolicy):
         wm = self.world_model
         deter, stoch, prev_action = state
         embed = wm.encode(wm.preprocess(obs))
-        post, _ = wm.rssm.obs_step({"deter": deter, "stoch": stoch}, prev_action, embed, episode_start)
+        post, _ = wm.rssm.obs_step(
+            {"deter": deter, "stoch": stoch}, prev_action, embed, episode_start, sample=not deterministic
+        )
         dist = self.behavior.actor_dist(wm.rssm.feat(post))
         action = dist.mode if deterministic else dist.sample()
         model_action = action.detach()
