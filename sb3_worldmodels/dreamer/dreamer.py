@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.logger import Video
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
@@ -18,6 +17,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
+from sb3_worldmodels.common.video import log_video, openloop_frames
 from sb3_worldmodels.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy, RecurrentState
 
 __all__ = ["Dreamer", "DreamerV3", "DreamerV2", "DreamerHarmony"]
@@ -214,14 +214,7 @@ class Dreamer(OffPolicyAlgorithm):
     def _log_openloop_video(self, batch: Any) -> None:
         if not self.policy.world_model.images:
             return
-        n = min(4, batch.prev_actions.shape[0])
-        obs = {k: v[:n] for k, v in batch.observations.items()} if isinstance(batch.observations, dict) else (
-            batch.observations[:n]
-        )
-        video = self.policy.world_model.openloop(obs, batch.prev_actions[:n], batch.is_first[:n])
-        # (n, T, C, H, 3W) -> one clip with the n sequences stacked vertically
-        clip = torch.cat(list(video), dim=-2).unsqueeze(0)
-        self.logger.record("world_model/openloop", Video(clip, fps=10), exclude=("stdout", "log", "json", "csv"))
+        log_video(self.logger, "world_model/openloop", openloop_frames(self.policy.world_model, batch))
 
     def learn(
         self: SelfDreamer,

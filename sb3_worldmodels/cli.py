@@ -1,0 +1,133 @@
+"""The ``sb3wm`` command: ``train`` any of our algorithms on a gymnasium id, ``demo`` the quick showcase.
+
+    sb3wm demo --steps 3000 --out demo_out
+    sb3wm train DreamerHarmony sb3wm/dmc-cartpole-swingup-v0 --steps 100000 --model-size S --out runs/h
+
+Pre-training, video collection, prediction and benchmarks join this command as their issues land.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main", "train", "demo"]
+
+ALGOS = ("DreamerV3", "DreamerV2", "DreamerHarmony")
+
+
+def _algo_class(name: str) -> Any:
+    import sb3_worldmodels
+
+    if name not in ALGOS:
+        raise SystemExit(f"Unknown algorithm {name!r}; choose one of {', '.join(ALGOS)}.")
+    return getattr(sb3_worldmodels, name)
+
+
+def _default_policy(env: Any) -> str:
+    from gymnasium import spaces
+
+    space = env.observation_space
+    if isinstance(space, spaces.Dict):
+        return "MultiInputPolicy"
+    return "CnnPolicy" if len(space.shape) == 3 else "MlpPolicy"
+
+
+def train(
+    algo: str,
+    env_id: str,
+    steps: int,
+    out: str | Path,
+    model_size: str = "S",
+    seed: int = 0,
+    eval_episodes: int = 5,
+    algo_kwargs: dict[str, Any] | None = None,
+    progress_bar: bool = True,
+) -> dict[str, Any]:
+    """Train ``algo`` on ``env_id`` for ``steps`` env steps, writing tensorboard logs, the agent, an
+    open-loop video (image envs) and ``score.json`` (final evaluation) under ``out``.
+
+    :return: the score record written to ``out/score.json``.
+    """
+    import gymnasium as gym
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    from sb3_worldmodels.common.video import openloop_frames, write_video
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = gym.make(env_id)
+    kwargs = dict(algo_kwargs or {})
+    kwargs.setdefault("policy_kwargs", {}).setdefault("model_size", model_size)
+    model = _algo_class(algo)(_default_policy(env), env, seed=seed, verbose=1, tensorboard_log=str(out / "tb"),
+                              **kwargs)
+    start = time.time()
+    model.learn(steps, progress_bar=progress_bar, tb_log_name=algo)
+    train_seconds = time.time() - start
+    model.save(out / "agent.zip")
+    record: dict[str, Any] = {"algo": algo, "env": env_id, "steps": steps, "model_size": model_size,
+                              "train_seconds": round(train_seconds, 1), "updates": model._n_updates}
+    if model.policy.world_model.images and model.replay_buffer.size() >= 32:
+        batch = model.replay_buffer.sample_sequences(4, min(50, model.sequence_length * 2, model.replay_buffer.size() // 2))
+        frames = openloop_frames(model.policy.world_model, batch)
+        record["video"] = str(write_video(out / "openloop_real_vs_imagined.mp4", frames))
+        write_video(out / "openloop_real_vs_imagined.gif", frames)
+    eval_env = Monitor(gym.make(env_id))
+    rewards, lengths = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True,
+                                       return_episode_rewards=True)
+    record.update(eval_mean_return=float(np.mean(rewards)), eval_std_return=float(np.std(rewards)),
+                  eval_episodes=eval_episodes, eval_mean_length=float(np.mean(lengths)))
+    tmp = out / "score.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(out / "score.json")
+    return record
+
+
+def demo(steps: int = 3000, out: str | Path = "demo_out", model_size: str = "XS", eval_episodes: int = 2) -> dict:
+    """The quick showcase: DreamerHarmony on DMC cartpole-swingup from 64x64 pixels for a short budget."""
+    return train(
+        "DreamerHarmony",
+        "sb3wm/dmc-cartpole-swingup-v0",
+        steps,
+        out,
+        model_size=model_size,
+        eval_episodes=eval_episodes,
+        algo_kwargs=dict(learning_starts=1000, batch_size=8, sequence_length=32, train_ratio=64, video_interval=100),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``sb3wm`` command."""
+    parser = argparse.ArgumentParser(prog="sb3wm", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_demo = sub.add_parser("demo", help="short DreamerHarmony run on DMC cartpole-swingup pixels")
+    p_demo.add_argument("--steps", type=int, default=3000)
+    p_demo.add_argument("--out", default="demo_out")
+    p_demo.add_argument("--model-size", default="XS")
+    p_demo.add_argument("--eval-episodes", type=int, default=2)
+    p_train = sub.add_parser("train", help="train an algorithm on a gymnasium id")
+    p_train.add_argument("algo", choices=ALGOS)
+    p_train.add_argument("env")
+    p_train.add_argument("--steps", type=int, required=True)
+    p_train.add_argument("--out", required=True)
+    p_train.add_argument("--model-size", default="S")
+    p_train.add_argument("--seed", type=int, default=0)
+    p_train.add_argument("--eval-episodes", type=int, default=5)
+    p_train.add_argument("--kwargs", default="{}", help='JSON of extra algorithm keywords, e.g. \'{"train_ratio": 64}\'')
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        record = demo(args.steps, args.out, args.model_size, args.eval_episodes)
+    else:
+        record = train(args.algo, args.env, args.steps, args.out, args.model_size, args.seed, args.eval_episodes,
+                       json.loads(args.kwargs))
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
