@@ -160,8 +160,9 @@ class OneHotDist:
 
     def rsample(self) -> Tensor:
         """One-hot sample with straight-through gradients (``sample + p - sg(p)``)."""
-        flat = self.probs.reshape(-1, self.probs.shape[-1])
-        idx = torch.multinomial(flat.detach().float(), 1).reshape(self.probs.shape[:-1])
+        # Gumbel-max: argmax(log p + Gumbel noise) is a sample of p, cheaper than torch.multinomial
+        noise = -torch.log(-torch.log(torch.rand_like(self.log_probs_all).clamp_(min=1e-20)))
+        idx = (self.log_probs_all.detach() + noise).argmax(-1)
         hard = F.one_hot(idx, self.probs.shape[-1]).to(self.probs.dtype)
         return hard + self.probs - self.probs.detach()
 

@@ -83,7 +83,9 @@ class ActorCritic(nn.Module):
         def policy(state: State) -> Tensor:
             return self.actor_dist(wm.rssm.feat(state).detach()).rsample()
 
-        with frozen(wm):
+        # REINFORCE needs no gradient through the imagined trajectory: skip building that graph
+        backprop = (self.cfg.actor_grad_disc if self.discrete else self.cfg.actor_grad_cont) == "backprop"
+        with frozen(wm), torch.set_grad_enabled(backprop):
             states, actions = wm.rssm.imagine(policy, start, horizon)
         return wm.rssm.feat(states), actions
 
@@ -99,7 +101,7 @@ class ActorCritic(nn.Module):
         """
         cfg = self.cfg
         feat, actions = self.imagine(wm, start, horizon)
-        with frozen(wm):
+        with frozen(wm), torch.set_grad_enabled(feat.requires_grad):
             reward = wm.reward_dist(feat).mean
             cont = wm.cont_dist(feat).mean
         cont = torch.cat([1.0 - is_terminal.reshape(-1, 1).float(), cont[:, 1:]], 1)

@@ -1,0 +1,138 @@
+"""Update speed of our DreamerV3 against sheeprl 0.8.4's DreamerV3, side by side in one run.
+
+One full update = world model + actor + critic, batch 16 x 64, imagination horizon 15, fp32, 2 threads,
+for the S and XS presets on vector (Pendulum-sized, 3-d) and 64x64x3 pixel input. We also report model FLOP
+utilisation: FLOPs per update (torch.utils.flop_counter) / time / this machine's fp32 GEMM peak, measured
+in the same run.
+
+    python benchmarks/update_speed.py                  # ours + sheeprl (installs sheeprl in its own venv)
+    python benchmarks/update_speed.py --no-sheeprl     # ours only
+    python benchmarks/update_speed.py --presets XS --obs vector --updates 5
+
+Writes benchmarks/results/update_speed.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def gemm_peak(threads: int, n: int = 2048, reps: int = 10) -> float:
+    """fp32 GEMM GFLOP/s of this machine at ``threads`` threads (best of ``reps``)."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = 0.0
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def synthetic_batch(obs: str, batch: int, length: int) -> Any:
+    """A random SequenceSamples batch of the right shapes (timing does not depend on the values)."""
+    from sb3_worldmodels.common.buffers import SequenceSamples
+
+    g = torch.Generator().manual_seed(0)
+    if obs == "pixels":
+        o = torch.randint(0, 256, (batch, length, 3, 64, 64), dtype=torch.uint8, generator=g)
+    else:
+        o = torch.randn(batch, length, 3, generator=g)
+    z = torch.zeros(batch, length)
+    first = z.clone()
+    first[:, 0] = 1
+    return SequenceSamples(o, torch.rand(batch, length, 1, generator=g) * 2 - 1, torch.randn(batch, length, generator=g),
+                           first, z, z)
+
+
+def ours(preset: str, obs: str, updates: int, threads: int, batch: int = 16, length: int = 64,
+         horizon: int = 15) -> dict[str, Any]:
+    """Seconds per full update of our DreamerV3 policy (median over ``updates`` after one warm-up)."""
+    from sb3_worldmodels.dreamer.policies import DreamerPolicy
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    space = spaces.Box(0, 255, (3, 64, 64), np.uint8) if obs == "pixels" else spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    policy = DreamerPolicy(space, spaces.Box(-1, 1, (1,), np.float32), lambda _: 1e-4, version="v3", model_size=preset)
+    data = synthetic_batch(obs, batch, length)
+    policy.train_step(data, horizon, 0.997)  # warm-up
+    with FlopCounterMode(display=False) as counter:
+        policy.train_step(data, horizon, 0.997)
+    flops = counter.get_total_flops()
+    times = []
+    for _ in range(updates):
+        t = time.perf_counter()
+        policy.train_step(data, horizon, 0.997)
+        times.append(time.perf_counter() - t)
+    return {"side": "ours", "preset": preset, "obs": obs, "seconds_per_update": statistics.median(times),
+            "seconds_min": min(times), "all_seconds": times, "updates_timed": len(times), "gflops_per_update": flops / 1e9,
+            "threads": threads, "batch": batch, "length": length, "horizon": horizon, "precision": "fp32"}
+
+
+def main() -> None:
+    """Run the comparison and write the JSON and Markdown tables."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["XS", "S"])
+    parser.add_argument("--obs", nargs="+", default=["vector", "pixels"])
+    parser.add_argument("--updates", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-sheeprl", action="store_true")
+    parser.add_argument("--sheeprl-updates", type=int, default=8)
+    parser.add_argument("--out", default=str(RESULTS / "update_speed"))
+    args = parser.parse_args()
+
+    peak = gemm_peak(args.threads)
+    rows: list[dict[str, Any]] = []
+    for preset in args.presets:
+        for obs in args.obs:
+            row = ours(preset, obs, args.updates, args.threads)
+            row["mfu"] = row["gflops_per_update"] / row["seconds_per_update"] / peak
+            print(f"ours    {preset:3s} {obs:7s} {row['seconds_per_update']:.3f} s/update "
+                  f"({row['gflops_per_update']:.0f} GFLOP, MFU {row['mfu']:.1%})", flush=True)
+            if not args.no_sheeprl:
+                from sheeprl_speed import DEFAULT_VENV, ensure_venv, run_sheeprl
+
+                ensure_venv(DEFAULT_VENV)
+                peer = run_sheeprl(preset, obs, args.sheeprl_updates, DEFAULT_VENV)
+                row["sheeprl_seconds_per_update"] = peer["seconds_per_update"]
+                row["sheeprl"] = peer
+                row["ratio_to_sheeprl"] = row["seconds_per_update"] / peer["seconds_per_update"]
+                print(f"sheeprl {preset:3s} {obs:7s} {peer['seconds_per_update']:.3f} s/update -> ours/sheeprl = "
+                      f"{row['ratio_to_sheeprl']:.2f}", flush=True)
+            rows.append(row)
+    meta = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "threads": args.threads, "gemm_peak_gflops_fp32": peak,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    lines = [f"fp32, {args.threads} threads, batch 16 x 64, horizon 15; GEMM peak {peak:.0f} GFLOP/s; torch {torch.__version__}",
+             "", "| preset | input | ours s/update | GFLOP/update | MFU | sheeprl s/update | ours / sheeprl |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        peer = r.get("sheeprl_seconds_per_update")
+        lines.append(f"| {r['preset']} | {r['obs']} | {r['seconds_per_update']:.2f} | {r['gflops_per_update']:.0f} | "
+                     f"{r['mfu']:.1%} | {'' if peer is None else f'{peer:.2f}'} | "
+                     f"{'' if peer is None else f'{r['ratio_to_sheeprl']:.2f}'} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
