@@ -550,3 +550,21 @@ def test_vec_normalize_is_applied() -> None:
     assert s.observations.dtype == th.float32 and s.rewards.dtype == th.float32
     tr = buf.sample(8, env=venv)
     assert tr.observations.dtype == th.float32 and tr.rewards.dtype == th.float32
+
+
+def test_memmap_release_pages_keeps_data(tmp_path) -> None:  # noqa: ANN001
+    """Releasing the mapped pages (done automatically to keep RSS flat) loses no data."""
+    from sb3_worldmodels.common import buffers as buffers_module
+
+    obs_space = spaces.Box(0, 255, (3, 8, 8), np.uint8)
+    act_space = spaces.Box(-1, 1, (2,), np.float32)
+    buf = SequenceReplayBuffer(64, obs_space, act_space, device="cpu", memmap_dir=str(tmp_path))
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (41, 1, 3, 8, 8), dtype=np.uint8)
+    for t in range(40):
+        buf.add(frames[t], frames[t + 1], np.zeros((1, 2), np.float32), np.zeros(1, np.float32), np.zeros(1, bool), [{}])
+    before = np.array(buf.observations[:40])
+    buf.release_memmap_pages()
+    np.testing.assert_array_equal(np.array(buf.observations[:40]), before)
+    np.testing.assert_array_equal(before[:, 0], frames[:40, 0])
+    assert buffers_module.MEMMAP_RELEASE_ROWS > 0

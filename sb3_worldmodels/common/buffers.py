@@ -19,6 +19,7 @@ and SB3's single-transition :meth:`SequenceReplayBuffer.sample`.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import re
 import shutil
@@ -68,6 +69,10 @@ class SequenceSamples(NamedTuple):
     is_first: th.Tensor
     is_terminal: th.Tensor
     is_last: th.Tensor
+
+
+# memmap mode: stored rows between two releases of the mapped pages (see release_memmap_pages)
+MEMMAP_RELEASE_ROWS = 16_384
 
 
 def _remove_memmap_files(paths: list[str], directory: str | None) -> None:
@@ -186,6 +191,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.is_terminal = np.zeros((n, e), dtype=bool)
         self.is_last = np.zeros((n, e), dtype=bool)
         self._env_arange = np.arange(e)
+        self._rows_since_release = 0
         self._init_positions_and_pending()
 
         if psutil is not None:
@@ -469,6 +475,22 @@ class SequenceReplayBuffer(ReplayBuffer):
             self.pending_next_obs[key][...] = arr
         self.pending_next_valid[...] = ~done
         self._sync_sb3_position()
+        if self.memmap_dir is not None:
+            self._rows_since_release += e + len(done_envs)
+            if self._rows_since_release >= MEMMAP_RELEASE_ROWS:
+                self.release_memmap_pages()
+
+    def release_memmap_pages(self) -> None:
+        """Unmap the memmap pages this process has touched (memmap mode), keeping its RSS flat.
+
+        The data stays in the files (and in the OS page cache while memory allows); later reads fault the
+        pages back in. Called automatically every ``MEMMAP_RELEASE_ROWS`` stored rows.
+        """
+        self._rows_since_release = 0
+        for arr in self._obs_store.values():
+            handle = getattr(arr, "_mmap", None)
+            if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
+                handle.madvise(mmap.MADV_DONTNEED)
 
     def _matches_pending(self, obs_d: dict[str, np.ndarray]) -> np.ndarray:
         """``(n_envs,)`` bool: whether each env's ``obs`` equals the ``next_obs`` of its previous step."""
