@@ -127,9 +127,10 @@ def main() -> None:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         peer = r.get("sheeprl_seconds_per_update")
+        peer_txt = "" if peer is None else f"{peer:.2f}"
+        ratio_txt = "" if peer is None else f"{r['ratio_to_sheeprl']:.2f}"
         lines.append(f"| {r['preset']} | {r['obs']} | {r['seconds_per_update']:.2f} | {r['gflops_per_update']:.0f} | "
-                     f"{r['mfu']:.1%} | {'' if peer is None else f'{peer:.2f}'} | "
-                     f"{'' if peer is None else f'{r['ratio_to_sheeprl']:.2f}'} |")
+                     f"{r['mfu']:.1%} | {peer_txt} | {ratio_txt} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

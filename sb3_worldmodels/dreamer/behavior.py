@@ -45,6 +45,9 @@ class ActorCritic(nn.Module):
     def __init__(self, feat_dim: int, action_space: spaces.Space, cfg: DreamerConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        for grad in (cfg.actor_grad_cont, cfg.actor_grad_disc):
+            if grad not in ("backprop", "reinforce"):
+                raise ValueError(f"actor gradient {grad!r} must be 'backprop' or 'reinforce'.")
         self.discrete = isinstance(action_space, spaces.Discrete)
         self.action_dim = int(action_space.n) if self.discrete else int(action_space.shape[0])
         out = self.action_dim if self.discrete else 2 * self.action_dim
@@ -59,7 +62,10 @@ class ActorCritic(nn.Module):
     # ------------------------------------------------------------------------------------- dists
     def actor_dist(self, feat: Tensor) -> OneHotDist | TruncNormalDist:
         """Action distribution: one-hot with unimix (Discrete) or clipped normal with tanh mean (Box)."""
-        out = self.actor(feat)
+        return self.dist_from_raw(self.actor(feat))
+
+    def dist_from_raw(self, out: Tensor) -> OneHotDist | TruncNormalDist:
+        """Action distribution from the actor network's raw output."""
         if self.discrete:
             return OneHotDist(out, self.cfg.unimix)
         mean, std = out.chunk(2, -1)
@@ -76,18 +82,28 @@ class ActorCritic(nn.Module):
         return self._value(self.slow_critic if slow else self.critic, feat)
 
     # ------------------------------------------------------------------------------------- losses
-    def imagine(self, wm: WorldModel, start: State, horizon: int) -> tuple[Tensor, Tensor]:
-        """Imagine ``horizon`` steps from every start state; returns features (N, H+1, F) and actions."""
+    def imagine(self, wm: WorldModel, start: State, horizon: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Imagine ``horizon`` steps from every start state.
+
+        :return: features (N, H+1, F), actions (N, H+1, A) and the actor's raw outputs (N, H+1, ...) that
+            sampled them (with gradients to the actor under dynamics backprop, without under REINFORCE).
+        """
         start = {k: v.reshape(-1, *v.shape[2:]).detach() for k, v in start.items()}
+        raw: list[Tensor] = []
 
         def policy(state: State) -> Tensor:
-            return self.actor_dist(wm.rssm.feat(state).detach()).rsample()
+            raw.append(self.actor(wm.rssm.feat(state).detach()))
+            return self.dist_from_raw(raw[-1]).rsample()
 
         # REINFORCE needs no gradient through the imagined trajectory: skip building that graph
-        backprop = (self.cfg.actor_grad_disc if self.discrete else self.cfg.actor_grad_cont) == "backprop"
-        with frozen(wm), torch.set_grad_enabled(backprop):
+        with frozen(wm), torch.set_grad_enabled(self.backprop):
             states, actions = wm.rssm.imagine(policy, start, horizon)
-        return wm.rssm.feat(states), actions
+        return wm.rssm.feat(states), actions, torch.stack(raw, 1)
+
+    @property
+    def backprop(self) -> bool:
+        """Whether the actor learns by dynamics backpropagation (else REINFORCE) for this action space."""
+        return (self.cfg.actor_grad_disc if self.discrete else self.cfg.actor_grad_cont) == "backprop"
 
     def losses(
         self, wm: WorldModel, start: State, is_terminal: Tensor, horizon: int, gamma: float
@@ -100,33 +116,32 @@ class ActorCritic(nn.Module):
         :return: actor loss, critic loss, metrics.
         """
         cfg = self.cfg
-        feat, actions = self.imagine(wm, start, horizon)
+        feat, actions, raw = self.imagine(wm, start, horizon)
+        # heads on the imagined states only: the start's reward is unused and its continue comes from data
         with frozen(wm), torch.set_grad_enabled(feat.requires_grad):
-            reward = wm.reward_dist(feat).mean
-            cont = wm.cont_dist(feat).mean
-        cont = torch.cat([1.0 - is_terminal.reshape(-1, 1).float(), cont[:, 1:]], 1)
+            reward = wm.reward_dist(feat[:, 1:]).mean
+            cont = wm.cont_dist(feat[:, 1:]).mean
+        reward = torch.cat([torch.zeros_like(reward[:, :1]), reward], 1)
+        cont = torch.cat([1.0 - is_terminal.reshape(-1, 1).to(cont.dtype), cont], 1)
         discount = gamma * cont
         weight = torch.cumprod(torch.cat([torch.ones_like(discount[:, :1]), discount[:, 1:]], 1), 1).detach()
         value_for_returns = self.value(feat, slow=cfg.critic_target == "slow").mean
         ret = lambda_returns(reward, value_for_returns, discount, cfg.lam)  # (N, H)
         base = value_for_returns[:, :-1]
 
-        # actor
-        policy = self.actor_dist(feat.detach())
+        # actor: under backprop the imagination's own action distributions carry the actor's gradient
+        policy = self.dist_from_raw(raw) if self.backprop else self.actor_dist(feat.detach())
         if cfg.return_norm:
             self.retnorm.update(ret)
             scale = self.retnorm.scale
         else:
             scale = torch.ones((), device=ret.device)
         adv = (ret - base) / scale
-        grad = cfg.actor_grad_disc if self.discrete else cfg.actor_grad_cont
-        if grad == "backprop":
+        if self.backprop:
             objective = adv
-        elif grad == "reinforce":
+        else:
             logp = policy.log_prob(actions.detach())[:, :-1]
             objective = logp * adv.detach()
-        else:
-            raise ValueError(f"actor gradient {grad!r} must be 'backprop' or 'reinforce'.")
         entropy = policy.entropy()[:, :-1]
         actor_loss = -(weight[:, :-1] * (objective + cfg.actor_entropy * entropy)).mean()
 
