@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from sb3_worldmodels.common.io import atomic_path
+
 __all__ = ["main", "train", "demo"]
 
 ALGOS = ("DreamerV3", "DreamerV2", "DreamerHarmony")
@@ -83,9 +85,8 @@ def train(
                                        return_episode_rewards=True)
     record.update(eval_mean_return=float(np.mean(rewards)), eval_std_return=float(np.std(rewards)),
                   eval_episodes=eval_episodes, eval_mean_length=float(np.mean(lengths)))
-    tmp = out / "score.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(out / "score.json")
+    with atomic_path(out / "score.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
     return record
 
 

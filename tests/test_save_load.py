@@ -111,3 +111,31 @@ def test_load_checkpoint_of_other_shape(tmp_path: Path) -> None:
     model.save(tmp_path / "agent.zip")
     with pytest.raises(ValueError, match="[Oo]bservation spaces do not match|shape"):
         DreamerV3.load(tmp_path / "agent.zip", env=gym.make("MountainCarContinuous-v0"))
+
+
+def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    model = DreamerV3("MlpPolicy", "Pendulum-v1", **TINY)
+    model.save(tmp_path / "agent")  # SB3 adds .zip
+    model.save_replay_buffer(tmp_path / "replay")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.zip", "replay.pkl"]
+    before = (tmp_path / "agent.zip").read_bytes()
+
+    def broken_save(self: BaseAlgorithm, path: Any, *args: Any, **kwargs: Any) -> None:
+        Path(path).write_bytes(b"half a zip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(BaseAlgorithm, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(tmp_path / "agent.zip")
+    assert (tmp_path / "agent.zip").read_bytes() == before  # the old checkpoint is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.zip", "replay.pkl"]  # no temp file left
+
+
+def test_policy_save_load_keeps_config(tmp_path: Path) -> None:
+    model = DreamerHarmony("MlpPolicy", "Pendulum-v1", **{**TINY, "policy_kwargs": dict(model_size="tiny", deter=48)})
+    model.policy.save(tmp_path / "policy.pth")
+    policy = type(model.policy).load(tmp_path / "policy.pth")
+    assert policy.cfg == model.policy.cfg
+    _assert_equal(policy.state_dict(), model.policy.state_dict())

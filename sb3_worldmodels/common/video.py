@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Video
+
+from sb3_worldmodels.common.io import atomic_path
 
 __all__ = ["write_video", "openloop_frames", "log_video", "OpenLoopVideoCallback"]
 
@@ -27,19 +28,12 @@ def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: int = 10)
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".gif":
             imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
         else:
-            # even sizes for yuv420p; macro_block_size=1 keeps small frames as they are
+            # macro_block_size=1 keeps small frames at their size
             imageio.mimsave(tmp, list(frames), fps=fps, macro_block_size=1, codec="libx264", quality=8)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

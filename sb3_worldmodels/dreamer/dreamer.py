@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import pathlib
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -17,6 +20,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
+from sb3_worldmodels.common.io import atomic_path
 from sb3_worldmodels.common.video import log_video, openloop_frames
 from sb3_worldmodels.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy, RecurrentState
 
@@ -140,6 +144,29 @@ class Dreamer(OffPolicyAlgorithm):
         # check the spaces before SB3 allocates the replay buffer, so the error names the fix
         self.policy_class._check_observation_space(self.observation_space)  # type: ignore[attr-defined]
         super()._setup_model()
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """SB3's ``save`` (zip with every network and optimizer), written atomically for file paths."""
+        if isinstance(path, io.BufferedIOBase):
+            return super().save(path, exclude, include)
+        target = pathlib.Path(path)
+        target = target if target.suffix else target.with_suffix(".zip")
+        with atomic_path(target, suffix=".zip") as tmp:
+            super().save(tmp, exclude, include)
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """SB3's ``save_replay_buffer``, written atomically for file paths."""
+        if isinstance(path, io.BufferedIOBase):
+            return super().save_replay_buffer(path)
+        target = pathlib.Path(path)
+        target = target if target.suffix else target.with_suffix(".pkl")
+        with atomic_path(target, suffix=".pkl") as tmp:
+            super().save_replay_buffer(tmp)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.wm_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"], []

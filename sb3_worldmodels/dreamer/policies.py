@@ -57,6 +57,7 @@ class DreamerPolicy(BasePolicy):
         if isinstance(action_space, spaces.Box) and len(action_space.shape) != 1:
             raise ValueError(f"Box actions must be flat, got shape {action_space.shape}; flatten the action space.")
         config_overrides.setdefault("model_lr", float(lr_schedule(1.0)))
+        self._config_overrides = dict(config_overrides)
         self.cfg: DreamerConfig = make_config(version, model_size, **config_overrides)
         self.world_model = WorldModel(observation_space, action_space, self.cfg)
         self.behavior = ActorCritic(self.world_model.rssm.feat_dim, action_space, self.cfg)
@@ -75,7 +76,8 @@ class DreamerPolicy(BasePolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(version=self.cfg.version, model_size=self.cfg.model_size)
+        data.update(lr_schedule=self._dummy_schedule, version=self.cfg.version, model_size=self.cfg.model_size,
+                    **self._config_overrides)
         return data
 
     # ----------------------------------------------------------------------------------- acting
