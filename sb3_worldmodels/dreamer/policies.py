@@ -75,10 +75,9 @@ class DreamerPolicy(BasePolicy):
         split_spaces(observation_space)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(lr_schedule=self._dummy_schedule, version=self.cfg.version, model_size=self.cfg.model_size,
+        return dict(observation_space=self.observation_space, action_space=self.action_space,
+                    lr_schedule=self._dummy_schedule, version=self.cfg.version, model_size=self.cfg.model_size,
                     **self._config_overrides)
-        return data
 
     # ----------------------------------------------------------------------------------- acting
     def initial_state(self, n: int) -> RecurrentState:
