@@ -142,3 +142,23 @@ def test_same_seed_same_losses() -> None:
         return [float(model.policy.train_step(batch, 5, 0.99)[k]) for k in ("model_loss",)]
 
     assert first_losses() == first_losses()
+
+
+def test_gaussian_stoch_and_action_pad() -> None:
+    """The continuous (Gaussian) stochastic state and padded actions are supported options."""
+    kwargs = {**TINY, "policy_kwargs": dict(model_size="tiny", classes=0, stoch=16, action_pad=50)}
+    model = DreamerV3("MlpPolicy", "Pendulum-v1", **kwargs)
+    rssm = model.policy.world_model.rssm
+    assert not rssm.discrete and rssm.stoch_flat == 16 and rssm.action_dim == 50
+    model.learn(48)
+    assert model._n_updates == 16
+    obs, _ = model.env.reset()
+    action, state = model.predict(obs)
+    assert state[1].shape == (1, 16) and state[2].shape == (1, 50)
+
+
+def test_action_pad_discrete() -> None:
+    kwargs = {**TINY, "policy_kwargs": dict(model_size="tiny", action_pad=50)}
+    model = DreamerHarmony("MlpPolicy", "CartPole-v1", **kwargs)
+    model.learn(48)
+    assert model._n_updates == 16

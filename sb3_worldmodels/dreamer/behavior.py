@@ -93,7 +93,7 @@ class ActorCritic(nn.Module):
 
         def policy(state: State) -> Tensor:
             raw.append(self.actor(wm.rssm.feat(state).detach()))
-            return self.dist_from_raw(raw[-1]).rsample()
+            return wm.pad_action(self.dist_from_raw(raw[-1]).rsample())
 
         # REINFORCE needs no gradient through the imagined trajectory: skip building that graph
         with frozen(wm), torch.set_grad_enabled(self.backprop):
@@ -140,7 +140,7 @@ class ActorCritic(nn.Module):
         if self.backprop:
             objective = adv
         else:
-            logp = policy.log_prob(actions.detach())[:, :-1]
+            logp = policy.log_prob(actions[..., : self.action_dim].detach())[:, :-1]
             objective = logp * adv.detach()
         entropy = policy.entropy()[:, :-1]
         actor_loss = -(weight[:, :-1] * (objective + cfg.actor_entropy * entropy)).mean()

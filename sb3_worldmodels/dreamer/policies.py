@@ -104,9 +104,7 @@ class DreamerPolicy(BasePolicy):
         )
         dist = self.behavior.actor_dist(wm.rssm.feat(post))
         action = dist.mode if deterministic else dist.sample()
-        model_action = action.detach()
-        if model_action.shape[-1] < wm.action_width:
-            model_action = torch.nn.functional.pad(model_action, (0, wm.action_width - model_action.shape[-1]))
+        model_action = wm.pad_action(action.detach())
         out = action.argmax(-1) if self.behavior.discrete else action
         return out, (post["deter"], post["stoch"], model_action)
 

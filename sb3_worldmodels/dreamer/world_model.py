@@ -139,6 +139,12 @@ class WorldModel(nn.Module):
             parts.append(self.vec_encoder(obs["_vector"]))
         return torch.cat(parts, -1)
 
+    def pad_action(self, action: Tensor) -> Tensor:
+        """Zero-pad an actor action (..., action_dim) to the model's action width (``action_pad``)."""
+        if action.shape[-1] < self.action_width:
+            action = F.pad(action, (0, self.action_width - action.shape[-1]))
+        return action
+
     def model_actions(self, actions: Tensor) -> Tensor:
         """SB3 buffer actions -> padded model action vectors."""
         return action_to_model(actions, self.action_space, self.action_width)
