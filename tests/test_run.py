@@ -152,7 +152,7 @@ def test_gaussian_stoch_and_action_pad() -> None:
     assert not rssm.discrete and rssm.stoch_flat == 16 and rssm.action_dim == 50
     model.learn(48)
     assert model._n_updates == 16
-    obs, _ = model.env.reset()
+    obs = model.env.reset()  # VecEnv API
     action, state = model.predict(obs)
     assert state[1].shape == (1, 16) and state[2].shape == (1, 50)
 
