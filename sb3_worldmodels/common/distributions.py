@@ -26,12 +26,12 @@ __all__ = [
 
 
 def symlog(x: Tensor) -> Tensor:
-    """sign(x) * log(1 + |x|): compresses large magnitudes, identity-like near zero."""
+    """``sign(x) * log(1 + abs(x))``: compresses large magnitudes, identity-like near zero."""
     return torch.sign(x) * torch.log1p(torch.abs(x))
 
 
 def symexp(x: Tensor) -> Tensor:
-    """Inverse of :func:`symlog`: sign(x) * (exp(|x|) - 1)."""
+    """Inverse of :func:`symlog`: ``sign(x) * (exp(abs(x)) - 1)``."""
     return torch.sign(x) * torch.expm1(torch.abs(x))
 
 
@@ -90,7 +90,7 @@ class TwoHotDist:
 class MSEDist:
     """Unit-variance Gaussian written as a negative squared error (DreamerV2 heads, image decoders).
 
-    :param mode: predicted mean, shape (..., *event_shape).
+    :param mode: predicted mean, shape ``(..., *event_shape)``.
     :param dims: number of trailing event dimensions summed in :meth:`log_prob`.
     :param coef: weight of the squared error: 1.0 is DreamerV3's ``-(x - mu)^2``, 0.5 a unit-variance
         Gaussian log-density without its constant (DreamerV2).

@@ -1,6 +1,7 @@
 """Network building blocks: MLPs, convolutional image encoders and decoders, norms.
 
 Two architectures are covered by one set of classes:
+
 - DreamerV3 style: LayerNorm + SiLU everywhere, kernel-4 stride-2 convs with padding 1 (the image is
   halved at every stage down to 4x4), a linear layer back to 4x4 and transposed convs in the decoder.
 - DreamerV2 style: ELU without norms, kernel-4 stride-2 convs without padding (64 -> 2x2 x 8d), and a
