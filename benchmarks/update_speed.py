@@ -109,7 +109,7 @@ def main() -> None:
                 from sheeprl_speed import DEFAULT_VENV, ensure_venv, run_sheeprl
 
                 ensure_venv(DEFAULT_VENV)
-                peer = run_sheeprl(preset, obs, args.sheeprl_updates, DEFAULT_VENV)
+                peer = run_sheeprl(preset, obs, args.sheeprl_updates, DEFAULT_VENV, retries=2)
                 row["sheeprl_seconds_per_update"] = peer["seconds_per_update"]
                 row["sheeprl"] = peer
                 row["ratio_to_sheeprl"] = row["seconds_per_update"] / peer["seconds_per_update"]

@@ -72,6 +72,12 @@ class MLP(nn.Sequential):
         super().__init__(*mods)
         self.out_dim = dim
 
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., in_dim) -> (..., out_dim); leading dims are folded into one batch dim for plain GEMMs
+        (a Linear on a non-contiguous 3-d slice would otherwise run as a much slower batched matmul)."""
+        lead = x.shape[:-1]
+        return super().forward(x.reshape(-1, x.shape[-1])).reshape(*lead, self.out_dim)
+
 
 class ChannelNorm(nn.LayerNorm):
     """LayerNorm over the channel axis of an (N, C, H, W) tensor."""
