@@ -71,9 +71,8 @@ class TwoHotDist:
         """Log-likelihood of ``target`` (shape (...)) under two-hot encoding of ``symlog(target)``."""
         target = symlog(target.detach()).to(self.bins.dtype)
         k = self.bins.shape[0]
-        below = (self.bins <= target[..., None]).sum(-1) - 1
-        below = below.clamp(0, k - 1)
-        above = (below + 1).clamp(0, k - 1)
+        below = ((self.bins <= target[..., None]).sum(-1) - 1).clamp(0, k - 1)
+        above = (k - (self.bins > target[..., None]).sum(-1)).clamp(0, k - 1)
         equal = below == above
         b_lo = self.bins[below]
         b_hi = self.bins[above]

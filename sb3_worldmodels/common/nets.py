@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["get_act", "MLP", "ChannelNorm", "ConvEncoder", "ConvDecoder", "image_size_error"]
+__all__ = ["get_act", "MLP", "ChannelNorm", "ConvEncoder", "ConvDecoder", "check_image_size", "image_size_error"]
 
 
 def get_act(name: str) -> type[nn.Module]:
@@ -86,6 +86,15 @@ class ChannelNorm(nn.LayerNorm):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
+def check_image_size(shape: Sequence[int], stages: int, style: str) -> None:
+    """Raise a ``ValueError`` naming the fix when the conv stack cannot take (C, H, W) images."""
+    _, h, w = shape
+    side = 2**stages
+    bad = (h, w) != (64, 64) or stages != 4 if style == "v2" else h % side or w % side or h < side or w < side
+    if bad:
+        raise ValueError(image_size_error(shape, stages, style))
+
+
 def image_size_error(shape: Sequence[int], stages: int, style: str) -> str:
     """Message for an image the encoder cannot take, naming the fix."""
     need = "exactly 64x64" if style == "v2" else f"a side divisible by {2 ** stages} and at least {2 ** stages}"
@@ -118,11 +127,7 @@ class ConvEncoder(nn.Module):
     ) -> None:
         super().__init__()
         c, h, w = shape
-        if style == "v2":
-            if (h, w) != (64, 64):
-                raise ValueError(image_size_error(shape, stages, style))
-        elif h % (2**stages) or w % (2**stages) or h < 2**stages or w < 2**stages:
-            raise ValueError(image_size_error(shape, stages, style))
+        check_image_size(shape, stages, style)
         layers: list[nn.Module] = []
         ch = c
         for i in range(stages):
@@ -169,12 +174,11 @@ class ConvDecoder(nn.Module):
     ) -> None:
         super().__init__()
         c, h, w = shape
+        check_image_size(shape, stages, style)
         self.shape = (c, h, w)
         self.style = style
         layers: list[nn.Module] = []
         if style == "v2":
-            if (h, w) != (64, 64) or stages != 4:
-                raise ValueError(image_size_error(shape, stages, style))
             self.start = (32 * depth, 1, 1)
             kernels = (5, 5, 6, 6)
             chans = [32 * depth, 4 * depth, 2 * depth, depth, c]
