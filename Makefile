@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dmc,dev,docs
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
-DEMO_STEPS ?= 3000
+DEMO_STEPS ?= 2500
 PYTEST_ARGS ?=
 
 .PHONY: demo test install render-deps clean

@@ -1,6 +1,6 @@
 """The ``sb3wm`` command: ``train`` any of our algorithms on a gymnasium id, ``demo`` the quick showcase.
 
-    sb3wm demo --steps 3000 --out demo_out
+    sb3wm demo --steps 2500 --out demo_out
     sb3wm train DreamerHarmony sb3wm/dmc-cartpole-swingup-v0 --steps 100000 --model-size S --out runs/h
 
 Pre-training, video collection, prediction and benchmarks join this command as their issues land.
@@ -90,7 +90,7 @@ def train(
     return record
 
 
-def demo(steps: int = 3000, out: str | Path = "demo_out", model_size: str = "XS", eval_episodes: int = 2) -> dict:
+def demo(steps: int = 2500, out: str | Path = "demo_out", model_size: str = "XS", eval_episodes: int = 2) -> dict:
     """The quick showcase: DreamerHarmony on DMC cartpole-swingup from 64x64 pixels for a short budget."""
     return train(
         "DreamerHarmony",
@@ -99,7 +99,7 @@ def demo(steps: int = 3000, out: str | Path = "demo_out", model_size: str = "XS"
         out,
         model_size=model_size,
         eval_episodes=eval_episodes,
-        algo_kwargs=dict(learning_starts=1000, batch_size=8, sequence_length=32, train_ratio=64, video_interval=100),
+        algo_kwargs=dict(learning_starts=500, batch_size=8, sequence_length=32, train_ratio=32, video_interval=50),
     )
 
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sb3wm", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="short DreamerHarmony run on DMC cartpole-swingup pixels")
-    p_demo.add_argument("--steps", type=int, default=3000)
+    p_demo.add_argument("--steps", type=int, default=2500)
     p_demo.add_argument("--out", default="demo_out")
     p_demo.add_argument("--model-size", default="XS")
     p_demo.add_argument("--eval-episodes", type=int, default=2)

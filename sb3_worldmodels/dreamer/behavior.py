@@ -125,7 +125,8 @@ class ActorCritic(nn.Module):
         cont = torch.cat([1.0 - is_terminal.reshape(-1, 1).to(cont.dtype), cont], 1)
         discount = gamma * cont
         weight = torch.cumprod(torch.cat([torch.ones_like(discount[:, :1]), discount[:, 1:]], 1), 1).detach()
-        value_for_returns = self.value(feat, slow=cfg.critic_target == "slow").mean
+        with frozen(self.critic):  # the actor's gradient flows through the values, the critic's does not
+            value_for_returns = self.value(feat, slow=cfg.critic_target == "slow").mean
         ret = lambda_returns(reward, value_for_returns, discount, cfg.lam)  # (N, H)
         base = value_for_returns[:, :-1]
 
