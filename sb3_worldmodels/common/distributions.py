@@ -179,7 +179,10 @@ class OneHotDist:
 
 
 class TruncNormalDist:
-    """Normal clipped to ``[low, high]`` with straight-through gradients (DreamerV2's safe truncated normal).
+    """Normal clipped to ``[low, high]`` with straight-through gradients (a clipped, not truncated, normal).
+
+    DreamerV2's reference samples a truncated normal; the clipped normal is what DreamerV3-style actors use
+    (see the deviations page of the docs).
 
     Samples are drawn from N(mean, std) and clipped to ``[low + clip, high - clip]``; the gradient of the
     clip is replaced by identity so dynamics backpropagation works. ``log_prob`` and ``entropy`` are those

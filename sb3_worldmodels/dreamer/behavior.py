@@ -124,7 +124,8 @@ class ActorCritic(nn.Module):
         reward = torch.cat([torch.zeros_like(reward[:, :1]), reward], 1)
         cont = torch.cat([1.0 - is_terminal.reshape(-1, 1).to(cont.dtype), cont], 1)
         discount = gamma * cont
-        weight = torch.cumprod(torch.cat([torch.ones_like(discount[:, :1]), discount[:, 1:]], 1), 1).detach()
+        # probability of being alive in state t (a rollout from a terminal start state gets no weight)
+        weight = (torch.cumprod(discount, 1) / gamma).detach()
         with frozen(self.critic):  # the actor's gradient flows through the values, the critic's does not
             value_for_returns = self.value(feat, slow=cfg.critic_target == "slow").mean
         ret = lambda_returns(reward, value_for_returns, discount, cfg.lam)  # (N, H)

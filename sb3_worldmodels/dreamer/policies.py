@@ -23,8 +23,12 @@ RecurrentState = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _optimizer(params: Any, lr: float, eps: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam, with DreamerV2's decoupled weight decay ``w <- (1 - weight_decay) * w`` per step when > 0.
+
+    AdamW multiplies its ``weight_decay`` by the learning rate, hence ``weight_decay / lr``.
+    """
     if weight_decay > 0:
-        return torch.optim.AdamW(params, lr=lr, eps=eps, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, eps=eps, weight_decay=weight_decay / lr)
     return torch.optim.Adam(params, lr=lr, eps=eps)
 
 
