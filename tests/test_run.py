@@ -162,3 +162,17 @@ def test_action_pad_discrete() -> None:
     model = DreamerHarmony("MlpPolicy", "CartPole-v1", **kwargs)
     model.learn(48)
     assert model._n_updates == 16
+
+
+@pytest.mark.parametrize("policy,env_fn", [("MlpPolicy", lambda: gym.make("Pendulum-v1")),
+                                           ("CnnPolicy", lambda: DotEnv("image", size=16))])
+def test_bf16_autocast(policy: str, env_fn: Any) -> None:
+    """precision="bf16" trains under bf16 autocast with finite fp32 losses; a bad precision is refused."""
+    model = DreamerHarmony(policy, env_fn(), **{**TINY, "policy_kwargs": dict(model_size="tiny", precision="bf16")})
+    model.learn(48)
+    batch = model.replay_buffer.sample_sequences(2, 8)
+    metrics = model.policy.train_step(batch, 5, 0.99)
+    assert all(np.isfinite(float(metrics[k])) for k in ("model_loss", "actor_loss", "critic_loss"))
+    assert next(model.policy.parameters()).dtype == torch.float32  # weights stay fp32
+    with pytest.raises(ValueError, match="precision"):
+        DreamerV3(policy, env_fn(), **{**TINY, "policy_kwargs": dict(model_size="tiny", precision="fp16")})

@@ -53,7 +53,7 @@ class TwoHotDist:
     """
 
     def __init__(self, logits: Tensor, low: float = -20.0, high: float = 20.0) -> None:
-        self.logits = logits
+        self.logits = logits = logits.float()  # fp32 even under bf16 autocast: the bins need the precision
         self.probs = torch.softmax(logits, -1)
         self.bins = torch.linspace(low, high, logits.shape[-1], device=logits.device, dtype=logits.dtype)
 
@@ -96,7 +96,7 @@ class MSEDist:
     """
 
     def __init__(self, mode: Tensor, dims: int = 0, coef: float = 1.0) -> None:
-        self._mode = mode
+        self._mode = mode.float()
         self.dims = dims
         self.coef = coef
 
@@ -122,7 +122,7 @@ class BernoulliDist:
     """Bernoulli over {0, 1} from logits (continue predictor)."""
 
     def __init__(self, logits: Tensor) -> None:
-        self.logits = logits
+        self.logits = logits.float()
 
     @property
     def mean(self) -> Tensor:
@@ -147,7 +147,7 @@ class OneHotDist:
     """
 
     def __init__(self, logits: Tensor, unimix: float = 0.0) -> None:
-        self.log_probs_all = unimix_logits(logits, unimix)
+        self.log_probs_all = unimix_logits(logits.float(), unimix)
         self.probs = self.log_probs_all.exp()
 
     @property
@@ -190,8 +190,8 @@ class TruncNormalDist:
     """
 
     def __init__(self, mean: Tensor, std: Tensor, low: float = -1.0, high: float = 1.0, clip: float = 1e-6):
-        self.mean_ = mean
-        self.std = std
+        self.mean_ = mean.float()
+        self.std = std.float()
         self.low = low
         self.high = high
         self.clip = clip

@@ -205,6 +205,8 @@ class RSSM(nn.Module):
 
     def kl(self, post: State, prior: State) -> tuple[Tensor, Tensor]:
         """Per-step KL terms ``(dyn, rep)`` = (KL[sg(post) || prior], KL[post || sg(prior)]), shape (B, T)."""
+        post = {k: v.float() for k, v in post.items()}  # fp32 even under bf16 autocast
+        prior = {k: v.float() for k, v in prior.items()}
         if self.discrete:
             lp_post = unimix_logits(post["logits"], self.unimix)
             lp_prior = unimix_logits(prior["logits"], self.unimix)

@@ -77,7 +77,7 @@ class DreamerConfig:
     model_grad_clip: float = 1000.0
     ac_grad_clip: float = 100.0
     weight_decay: float = 0.0
-    precision: str = "fp32"
+    precision: str = "fp32"  # "bf16": bf16 autocast of the forward passes (GPU, or CPUs with AMX)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -138,4 +138,6 @@ def make_config(version: str = "v3", model_size: str | None = None, **overrides:
             f"Unknown Dreamer policy_kwargs {unknown}. Valid keys: model_size and {sorted(valid - {'extra'})}."
         )
     cfg.update(overrides)
+    if cfg.get("precision", "fp32") not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16' (autocast), got {cfg['precision']!r}.")
     return DreamerConfig(**cfg)

@@ -160,6 +160,10 @@ class DreamerPolicy(BasePolicy):
         return self._predict(obs, deterministic)
 
     # ----------------------------------------------------------------------------------- learning
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast of the forward passes when ``precision="bf16"`` (distributions stay in fp32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+
     def train_step(self, batch: Any, horizon: int, gamma: float) -> dict[str, Any]:
         """One full update: world model, then actor and critic in imagination from the posteriors.
 
@@ -169,18 +173,20 @@ class DreamerPolicy(BasePolicy):
         cfg = self.cfg
         start_time = time.perf_counter()
         self.set_training_mode(True)
-        model_loss, post, metrics = self.world_model.loss(
-            batch.observations, batch.prev_actions, batch.rewards, batch.is_first, batch.is_terminal
-        )
+        with self._autocast():
+            model_loss, post, metrics = self.world_model.loss(
+                batch.observations, batch.prev_actions, batch.rewards, batch.is_first, batch.is_terminal
+            )
         self.wm_optimizer.zero_grad(set_to_none=True)
         model_loss.backward()
         metrics["model_grad_norm"] = torch.nn.utils.clip_grad_norm_(self.world_model.parameters(), cfg.model_grad_clip)
         self.wm_optimizer.step()
 
         post = {k: v.detach() for k, v in post.items()}
-        actor_loss, critic_loss, ac_metrics = self.behavior.losses(
-            self.world_model, post, batch.is_terminal, horizon, gamma
-        )
+        with self._autocast():
+            actor_loss, critic_loss, ac_metrics = self.behavior.losses(
+                self.world_model, post, batch.is_terminal, horizon, gamma
+            )
         metrics.update(ac_metrics)
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
