@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "at_least_fp32",
     "symlog",
     "symexp",
     "TwoHotDist",
@@ -23,6 +24,11 @@ __all__ = [
     "BernoulliDist",
     "unimix_logits",
 ]
+
+
+def at_least_fp32(x: Tensor) -> Tensor:
+    """Cast half-precision tensors (bf16 / fp16 autocast outputs) to fp32; others pass unchanged."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
 
 
 def symlog(x: Tensor) -> Tensor:
@@ -53,7 +59,7 @@ class TwoHotDist:
     """
 
     def __init__(self, logits: Tensor, low: float = -20.0, high: float = 20.0) -> None:
-        self.logits = logits = logits.float()  # fp32 even under bf16 autocast: the bins need the precision
+        self.logits = logits = at_least_fp32(logits)  # under bf16 autocast too: the bins need the precision
         self.probs = torch.softmax(logits, -1)
         self.bins = torch.linspace(low, high, logits.shape[-1], device=logits.device, dtype=logits.dtype)
 
@@ -96,7 +102,7 @@ class MSEDist:
     """
 
     def __init__(self, mode: Tensor, dims: int = 0, coef: float = 1.0) -> None:
-        self._mode = mode.float()
+        self._mode = at_least_fp32(mode)
         self.dims = dims
         self.coef = coef
 
@@ -122,7 +128,7 @@ class BernoulliDist:
     """Bernoulli over {0, 1} from logits (continue predictor)."""
 
     def __init__(self, logits: Tensor) -> None:
-        self.logits = logits.float()
+        self.logits = at_least_fp32(logits)
 
     @property
     def mean(self) -> Tensor:
@@ -147,7 +153,7 @@ class OneHotDist:
     """
 
     def __init__(self, logits: Tensor, unimix: float = 0.0) -> None:
-        self.log_probs_all = unimix_logits(logits.float(), unimix)
+        self.log_probs_all = unimix_logits(at_least_fp32(logits), unimix)
         self.probs = self.log_probs_all.exp()
 
     @property
@@ -190,8 +196,8 @@ class TruncNormalDist:
     """
 
     def __init__(self, mean: Tensor, std: Tensor, low: float = -1.0, high: float = 1.0, clip: float = 1e-6):
-        self.mean_ = mean.float()
-        self.std = std.float()
+        self.mean_ = at_least_fp32(mean)
+        self.std = at_least_fp32(std)
         self.low = low
         self.high = high
         self.clip = clip

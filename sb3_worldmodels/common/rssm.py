@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sb3_worldmodels.common.distributions import OneHotDist, unimix_logits
+from sb3_worldmodels.common.distributions import OneHotDist, at_least_fp32, unimix_logits
 from sb3_worldmodels.common.nets import get_act
 
 __all__ = ["GRUCell", "RSSM", "State"]
@@ -205,8 +205,8 @@ class RSSM(nn.Module):
 
     def kl(self, post: State, prior: State) -> tuple[Tensor, Tensor]:
         """Per-step KL terms ``(dyn, rep)`` = (KL[sg(post) || prior], KL[post || sg(prior)]), shape (B, T)."""
-        post = {k: v.float() for k, v in post.items()}  # fp32 even under bf16 autocast
-        prior = {k: v.float() for k, v in prior.items()}
+        post = {k: at_least_fp32(v) for k, v in post.items()}  # fp32 even under bf16 autocast
+        prior = {k: at_least_fp32(v) for k, v in prior.items()}
         if self.discrete:
             lp_post = unimix_logits(post["logits"], self.unimix)
             lp_prior = unimix_logits(prior["logits"], self.unimix)
