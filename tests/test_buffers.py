@@ -568,3 +568,14 @@ def test_memmap_release_pages_keeps_data(tmp_path) -> None:  # noqa: ANN001
     np.testing.assert_array_equal(np.array(buf.observations[:40]), before)
     np.testing.assert_array_equal(before[:, 0], frames[:40, 0])
     assert buffers_module.MEMMAP_RELEASE_ROWS > 0
+
+
+def test_unsupported_spaces_and_flat_indices_are_refused() -> None:
+    """Nested / unknown observation spaces and SB3's flat-index sampling get clear errors."""
+    act = spaces.Box(-1, 1, (1,), np.float32)
+    nested = spaces.Dict(a=spaces.Dict(b=spaces.Box(-1, 1, (2,))))
+    with pytest.raises(ValueError, match="FlattenObservation"):
+        SequenceReplayBuffer(10, nested, act, device="cpu")
+    buf = SequenceReplayBuffer(10, spaces.Box(-1, 1, (2,)), act, device="cpu")
+    with pytest.raises(TypeError, match="sample"):
+        buf._get_samples(np.array([0]))

@@ -164,7 +164,10 @@ class SequenceReplayBuffer(ReplayBuffer):
             sub_spaces: dict[str, spaces.Space] = dict(observation_space.spaces)
             for key, sub in sub_spaces.items():
                 if isinstance(sub, (spaces.Dict, spaces.Tuple)):
-                    raise NotImplementedError(f"Nested observation spaces are not supported (key {key!r}).")
+                    raise ValueError(
+                        f"Nested observation spaces are not supported (key {key!r}); flatten the nested space, "
+                        "e.g. with gymnasium.wrappers.FlattenObservation on that part."
+                    )
             self._is_dict = True
         else:
             sub_spaces = {_SINGLE_KEY: observation_space}
@@ -215,7 +218,10 @@ class SequenceReplayBuffer(ReplayBuffer):
             return np.dtype(np.uint8) if space.dtype == np.uint8 else np.dtype(np.float32)
         if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
             return np.dtype(space.dtype)
-        raise NotImplementedError(f"Observation space {space} is not supported by SequenceReplayBuffer.")
+        raise ValueError(
+            f"Observation space {space} is not supported by SequenceReplayBuffer; use Box, Discrete, "
+            "MultiDiscrete, MultiBinary or a Dict of them (gymnasium.wrappers.FlattenObservation flattens others)."
+        )
 
     def _allocate_observations(self, directory: str | None) -> dict[str, np.ndarray]:
         """Allocate zeroed observation arrays, in RAM or as memmap files inside ``directory``."""
@@ -656,7 +662,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         return ReplayBufferSamples(obs, actions, next_obs, dones, rewards_t)
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
-        """Not supported: flat indices are meaningless with per-env positions; use :meth:`sample`."""
-        raise NotImplementedError(
+        """Refused: flat indices are meaningless with per-env positions; use :meth:`sample`."""
+        raise TypeError(
             "SequenceReplayBuffer has per-env write positions; use sample() or sample_sequences() instead."
         )
