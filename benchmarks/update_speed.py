@@ -65,14 +65,15 @@ def synthetic_batch(obs: str, batch: int, length: int) -> Any:
 
 
 def ours(preset: str, obs: str, updates: int, threads: int, batch: int = 16, length: int = 64,
-         horizon: int = 15) -> dict[str, Any]:
+         horizon: int = 15, precision: str = "fp32") -> dict[str, Any]:
     """Seconds per full update of our DreamerV3 policy (median over ``updates`` after one warm-up)."""
     from sb3_worldmodels.dreamer.policies import DreamerPolicy
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     space = spaces.Box(0, 255, (3, 64, 64), np.uint8) if obs == "pixels" else spaces.Box(-np.inf, np.inf, (3,), np.float32)
-    policy = DreamerPolicy(space, spaces.Box(-1, 1, (1,), np.float32), lambda _: 1e-4, version="v3", model_size=preset)
+    policy = DreamerPolicy(space, spaces.Box(-1, 1, (1,), np.float32), lambda _: 1e-4, version="v3", model_size=preset,
+                           precision=precision)
     data = synthetic_batch(obs, batch, length)
     policy.train_step(data, horizon, 0.997)  # warm-up
     with FlopCounterMode(display=False) as counter:
@@ -95,7 +96,7 @@ def ours(preset: str, obs: str, updates: int, threads: int, batch: int = 16, len
         raise RuntimeError("every timed update ran beside other busy processes; run on a quiet machine")
     return {"side": "ours", "preset": preset, "obs": obs, "seconds_per_update": statistics.median(times),
             "seconds_min": min(times), "all_seconds": times, "updates_timed": len(times), "updates_dropped_for_contention": dropped, "gflops_per_update": flops / 1e9,
-            "threads": threads, "batch": batch, "length": length, "horizon": horizon, "precision": "fp32"}
+            "threads": threads, "batch": batch, "length": length, "horizon": horizon, "precision": precision}
 
 
 def main() -> None:
@@ -107,6 +108,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-sheeprl", action="store_true")
     parser.add_argument("--sheeprl-updates", type=int, default=8)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="our side's precision (bf16 autocast); sheeprl always runs fp32")
     parser.add_argument("--out", default=str(RESULTS / "update_speed"))
     args = parser.parse_args()
 
@@ -114,7 +117,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for preset in args.presets:
         for obs in args.obs:
-            row = ours(preset, obs, args.updates, args.threads)
+            row = ours(preset, obs, args.updates, args.threads, precision=args.precision)
             row["mfu"] = row["gflops_per_update"] / row["seconds_per_update"] / peak
             print(f"ours    {preset:3s} {obs:7s} {row['seconds_per_update']:.3f} s/update "
                   f"({row['gflops_per_update']:.0f} GFLOP, MFU {row['mfu']:.1%})", flush=True)
@@ -135,7 +138,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    lines = [f"fp32, {args.threads} threads, batch 16 x 64, horizon 15; GEMM peak {peak:.0f} GFLOP/s; torch {torch.__version__}",
+    lines = [f"ours {args.precision}, sheeprl fp32, {args.threads} threads, batch 16 x 64, horizon 15; GEMM peak {peak:.0f} GFLOP/s; torch {torch.__version__}",
              "", "| preset | input | ours s/update | GFLOP/update | MFU | sheeprl s/update | ours / sheeprl |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
