@@ -32,6 +32,11 @@ def _optimizer(params: Any, lr: float, eps: float, weight_decay: float) -> torch
     return torch.optim.Adam(params, lr=lr, eps=eps)
 
 
+def _batch_size(obs: PyTorchObs) -> int:
+    """Number of envs in a batched observation tensor (or dict of tensors)."""
+    return int(next(iter(obs.values())).shape[0] if isinstance(obs, dict) else obs.shape[0])
+
+
 class DreamerPolicy(BasePolicy):
     """World model + actor-critic of a Dreamer agent.
 
@@ -113,7 +118,7 @@ class DreamerPolicy(BasePolicy):
         return out, (post["deter"], post["stoch"], model_action)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> Tensor:
-        n = next(iter(observation.values())).shape[0] if isinstance(observation, dict) else observation.shape[0]
+        n = _batch_size(observation)
         state = tuple(torch.as_tensor(s, device=self.device) for s in self.initial_state(n))
         action, _ = self.step(observation, state, torch.ones(n, device=self.device), deterministic)  # type: ignore[arg-type]
         return action
@@ -135,7 +140,7 @@ class DreamerPolicy(BasePolicy):
         """
         self.set_training_mode(False)
         obs_tensor, vectorized = self.obs_to_tensor(observation)
-        n = next(iter(obs_tensor.values())).shape[0] if isinstance(obs_tensor, dict) else obs_tensor.shape[0]
+        n = _batch_size(obs_tensor)
         if state is None:
             state = self.initial_state(n)
             episode_start = np.ones(n, dtype=bool)
