@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dmc,dev,docs
+EXTRAS ?= dmc,metaworld,atari,crafter,video,dev,docs
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 DEMO_STEPS ?= 2500
 PYTEST_ARGS ?=

@@ -40,7 +40,7 @@ def test_sphinx_build_without_warnings(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, f"sphinx failed (warnings are errors):\n{result.stdout}\n{result.stderr}"
     for page in ("index", "guide/install", "guide/quickstart", "guide/harmonizer", "guide/deviations",
-                 "modules/dreamer", "modules/envs", "api"):
+                 "modules/dreamer", "guide/environments", "guide/environments/dmc", "api"):
         assert (out / f"{page}.html").exists(), page
     # autodoc really imported the package and documented the public classes
     dreamer_page = (out / "modules" / "dreamer.html").read_text(encoding="utf-8")

@@ -61,3 +61,6 @@ def _register_dmc() -> None:
 
 
 _register_dmc()
+
+# The other suites register their ids from their own modules (each cheap to import: the simulator itself
+# is imported only when an env is made). One line per suite:
