@@ -1,9 +1,10 @@
 """Update speed of our DreamerV3 against sheeprl 0.8.4's DreamerV3, side by side in one run.
 
-One full update = world model + actor + critic, batch 16 x 64, imagination horizon 15, fp32, 2 threads,
-for the S and XS presets on vector (Pendulum-sized, 3-d) and 64x64x3 pixel input. We also report model FLOP
-utilisation: FLOPs per update (torch.utils.flop_counter) / time / this machine's fp32 GEMM peak, measured
-in the same run.
+One full update = world model + actor + critic, batch 16 x 64, imagination horizon 15, 2 threads, for the S
+and XS presets on vector (Pendulum-sized, 3-d) and 64x64x3 pixel input. Our side runs in fp32 and, in the same
+run, with ``precision="bf16"`` (bf16 autocast, fp32 weights and optimizer); sheeprl runs fp32. We also report
+model FLOP utilisation: FLOPs per update (torch.utils.flop_counter) / time / this machine's GEMM peak in that
+precision, measured in the same run.
 
     python benchmarks/update_speed.py                  # ours + sheeprl (installs sheeprl in its own venv)
     python benchmarks/update_speed.py --no-sheeprl     # ours only
@@ -35,10 +36,10 @@ from sheeprl_speed import _busy_cpu_seconds  # noqa: E402  (machine-wide busy CP
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def gemm_peak(threads: int, n: int = 2048, reps: int = 10) -> float:
-    """fp32 GEMM GFLOP/s of this machine at ``threads`` threads (best of ``reps``)."""
+def gemm_peak(threads: int, n: int = 2048, reps: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """GEMM GFLOP/s of this machine at ``threads`` threads in ``dtype`` (best of ``reps``)."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     best = 0.0
     for _ in range(reps):
@@ -108,44 +109,48 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-sheeprl", action="store_true")
     parser.add_argument("--sheeprl-updates", type=int, default=8)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="our side's precision (bf16 autocast); sheeprl always runs fp32")
+    parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"],
+                        help="our side's precisions (bf16 = autocast); sheeprl always runs fp32")
     parser.add_argument("--out", default=str(RESULTS / "update_speed"))
     args = parser.parse_args()
 
-    peak = gemm_peak(args.threads)
+    peaks = {"fp32": gemm_peak(args.threads), "bf16": gemm_peak(args.threads, dtype=torch.bfloat16)}
     rows: list[dict[str, Any]] = []
     for preset in args.presets:
         for obs in args.obs:
-            row = ours(preset, obs, args.updates, args.threads, precision=args.precision)
-            row["mfu"] = row["gflops_per_update"] / row["seconds_per_update"] / peak
-            print(f"ours    {preset:3s} {obs:7s} {row['seconds_per_update']:.3f} s/update "
-                  f"({row['gflops_per_update']:.0f} GFLOP, MFU {row['mfu']:.1%})", flush=True)
+            peer = None
             if not args.no_sheeprl:
                 from sheeprl_speed import DEFAULT_VENV, ensure_venv, run_sheeprl
 
                 ensure_venv(DEFAULT_VENV)
                 peer = run_sheeprl(preset, obs, args.sheeprl_updates, DEFAULT_VENV, retries=2)
-                row["sheeprl_seconds_per_update"] = peer["seconds_per_update"]
-                row["sheeprl"] = peer
-                row["ratio_to_sheeprl"] = row["seconds_per_update"] / peer["seconds_per_update"]
-                print(f"sheeprl {preset:3s} {obs:7s} {peer['seconds_per_update']:.3f} s/update -> ours/sheeprl = "
-                      f"{row['ratio_to_sheeprl']:.2f}", flush=True)
-            rows.append(row)
+                print(f"sheeprl {preset:3s} {obs:7s} {peer['seconds_per_update']:.3f} s/update", flush=True)
+            for precision in args.precision:
+                row = ours(preset, obs, args.updates, args.threads, precision=precision)
+                row["mfu"] = row["gflops_per_update"] / row["seconds_per_update"] / peaks[precision]
+                print(f"ours    {preset:3s} {obs:7s} {precision} {row['seconds_per_update']:.3f} s/update "
+                      f"({row['gflops_per_update']:.0f} GFLOP, MFU {row['mfu']:.1%})", flush=True)
+                if peer is not None:
+                    row["sheeprl_seconds_per_update"] = peer["seconds_per_update"]
+                    row["sheeprl"] = peer
+                    row["ratio_to_sheeprl"] = row["seconds_per_update"] / peer["seconds_per_update"]
+                    print(f"        ours/sheeprl = {row['ratio_to_sheeprl']:.2f}", flush=True)
+                rows.append(row)
     meta = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-            "threads": args.threads, "gemm_peak_gflops_fp32": peak,
+            "threads": args.threads, "gemm_peak_gflops_fp32": peaks["fp32"], "gemm_peak_gflops_bf16": peaks["bf16"],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    lines = [f"ours {args.precision}, sheeprl fp32, {args.threads} threads, batch 16 x 64, horizon 15; GEMM peak {peak:.0f} GFLOP/s; torch {torch.__version__}",
-             "", "| preset | input | ours s/update | GFLOP/update | MFU | sheeprl s/update | ours / sheeprl |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"sheeprl fp32, {args.threads} threads, batch 16 x 64, horizon 15; GEMM peak {peaks['fp32']:.0f} GFLOP/s fp32, "
+             f"{peaks['bf16']:.0f} GFLOP/s bf16 (MFU is against the peak of the row's precision); torch {torch.__version__}",
+             "", "| preset | input | ours precision | ours s/update | GFLOP/update | MFU | sheeprl s/update | ours / sheeprl |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         peer = r.get("sheeprl_seconds_per_update")
         peer_txt = "" if peer is None else f"{peer:.2f}"
         ratio_txt = "" if peer is None else f"{r['ratio_to_sheeprl']:.2f}"
-        lines.append(f"| {r['preset']} | {r['obs']} | {r['seconds_per_update']:.2f} | {r['gflops_per_update']:.0f} | "
+        lines.append(f"| {r['preset']} | {r['obs']} | {r['precision']} | {r['seconds_per_update']:.2f} | {r['gflops_per_update']:.0f} | "
                      f"{r['mfu']:.1%} | {peer_txt} | {ratio_txt} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
