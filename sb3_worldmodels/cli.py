@@ -2,8 +2,9 @@
 
     sb3wm demo --steps 2500 --out demo_out
     sb3wm train DreamerHarmony sb3wm/dmc-cartpole-swingup-v0 --steps 100000 --model-size S --out runs/h
+    sb3wm collect-videos --env sb3wm/dmc-walker-walk-v0 --episodes 100 --policy random --out videos/walker
 
-Pre-training, video collection, prediction and benchmarks join this command as their issues land.
+Pre-training, prediction and benchmarks join this command as their issues land.
 """
 
 from __future__ import annotations
@@ -121,8 +122,24 @@ def main(argv: list[str] | None = None) -> None:
     p_train.add_argument("--seed", type=int, default=0)
     p_train.add_argument("--eval-episodes", type=int, default=5)
     p_train.add_argument("--kwargs", default="{}", help='JSON of extra algorithm keywords, e.g. \'{"train_ratio": 64}\'')
+    p_collect = sub.add_parser("collect-videos", help="record episodes of an env as npz files for video pre-training")
+    p_collect.add_argument("--env", required=True, help="gymnasium id, e.g. sb3wm/dmc-walker-walk-v0")
+    p_collect.add_argument("--episodes", type=int, required=True)
+    p_collect.add_argument("--policy", default="random", help="'random' or the path of an agent saved by SB3 (.zip)")
+    p_collect.add_argument("--out", required=True)
+    p_collect.add_argument("--seed", type=int, default=0)
+    p_collect.add_argument("--max-episode-steps", type=int, default=None)
+    p_collect.add_argument("--algo", default=None, help="the agent's algorithm when it cannot be read from the zip")
+    p_collect.add_argument("--env-kwargs", default="{}", help='JSON of gym.make keywords, e.g. \'{"size": 96}\'')
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    if args.command == "collect-videos":
+        from sb3_worldmodels.data import record_episodes
+
+        paths = record_episodes(args.env, args.episodes, args.policy, args.out, seed=args.seed,
+                                max_episode_steps=args.max_episode_steps, env_kwargs=json.loads(args.env_kwargs),
+                                algo=args.algo)
+        record = {"env": args.env, "episodes": len(paths), "out": str(args.out)}
+    elif args.command == "demo":
         record = demo(args.steps, args.out, args.model_size, args.eval_episodes)
     else:
         record = train(args.algo, args.env, args.steps, args.out, args.model_size, args.seed, args.eval_episodes,

@@ -110,11 +110,16 @@ V2_OVERRIDES: dict[str, Any] = dict(
 )
 
 
-def make_config(version: str = "v3", model_size: str | None = None, **overrides: Any) -> DreamerConfig:
+def make_config(
+    version: str = "v3", model_size: str | None = None, config_class: type[DreamerConfig] = DreamerConfig,
+    **overrides: Any,
+) -> DreamerConfig:
     """Spec defaults for ``version`` ("v3" or "v2") at ``model_size``, then ``overrides``.
 
     DreamerV3 sizes follow the paper (XS..XL); DreamerV2's spec network is ``model_size="default"``
     (deter 1024, MLPs 4 x 400, CNN depth 48); ``"tiny"`` is a small preset for tests and CPU smoke runs.
+    ``config_class`` is :class:`DreamerConfig` or a dataclass extending it (e.g. ContextWM's), whose extra
+    fields keep their defaults unless overridden.
     """
     if version not in ("v2", "v3"):
         raise ValueError(f"Unknown Dreamer version {version!r}; use 'v3' or 'v2'.")
@@ -131,7 +136,7 @@ def make_config(version: str = "v3", model_size: str | None = None, **overrides:
                    cnn_depth=depth, stoch=stoch, classes=classes)
     if version == "v2":
         cfg.update(V2_OVERRIDES)
-    valid = {f.name for f in dataclasses.fields(DreamerConfig)}
+    valid = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise TypeError(
@@ -140,4 +145,4 @@ def make_config(version: str = "v3", model_size: str | None = None, **overrides:
     cfg.update(overrides)
     if cfg.get("precision", "fp32") not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16' (autocast), got {cfg['precision']!r}.")
-    return DreamerConfig(**cfg)
+    return config_class(**cfg)

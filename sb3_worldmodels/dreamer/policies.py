@@ -52,6 +52,10 @@ class DreamerPolicy(BasePolicy):
     :param config_overrides: any other :class:`DreamerConfig` field.
     """
 
+    #: configuration dataclass and world-model class; subclasses (APV, ContextWM) swap them
+    config_class: type[DreamerConfig] = DreamerConfig
+    world_model_class: type[WorldModel] = WorldModel
+
     def __init__(
         self,
         observation_space: spaces.Space,
@@ -67,8 +71,8 @@ class DreamerPolicy(BasePolicy):
             raise ValueError(f"Box actions must be flat, got shape {action_space.shape}; flatten the action space.")
         config_overrides.setdefault("model_lr", float(lr_schedule(1.0)))
         self._config_overrides = dict(config_overrides)
-        self.cfg: DreamerConfig = make_config(version, model_size, **config_overrides)
-        self.world_model = WorldModel(observation_space, action_space, self.cfg)
+        self.cfg: DreamerConfig = make_config(version, model_size, self.config_class, **config_overrides)
+        self.world_model = self.world_model_class(observation_space, action_space, self.cfg)
         self.behavior = ActorCritic(self.world_model.rssm.feat_dim, action_space, self.cfg)
         cfg = self.cfg
         self.wm_optimizer = _optimizer(self.world_model.parameters(), cfg.model_lr, cfg.model_eps, cfg.weight_decay)

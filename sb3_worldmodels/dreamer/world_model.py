@@ -17,7 +17,7 @@ from sb3_worldmodels.common.nets import MLP, ConvDecoder, ConvEncoder
 from sb3_worldmodels.common.rssm import RSSM, State
 from sb3_worldmodels.dreamer.config import DreamerConfig
 
-__all__ = ["WorldModel", "obs_to_dict", "action_to_model", "split_spaces"]
+__all__ = ["WorldModel", "kl_loss_terms", "obs_to_dict", "action_to_model", "split_spaces"]
 
 SINGLE_KEY = "obs"
 
@@ -50,6 +50,25 @@ def split_spaces(observation_space: spaces.Space) -> tuple[dict[str, spaces.Box]
                 "cast images to uint8."
             )
     return images, vectors
+
+
+def kl_loss_terms(cfg: DreamerConfig, dyn: Tensor, rep: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """KL loss from per-step (B, T) dynamics / representation KLs, as the config's Dreamer version does it.
+
+    V3: free bits per step, ``kl_dyn * dyn + kl_rep * rep``; V2: free nats on the mean, KL balancing
+    ``kl_scale * (kl_balance * dyn + (1 - kl_balance) * rep)``.
+
+    :return: the loss and its metrics (``dyn_loss``, ``rep_loss``, ``kl``).
+    """
+    if cfg.version == "v3":
+        dyn_loss = torch.clamp(dyn, min=cfg.kl_free).mean()
+        rep_loss = torch.clamp(rep, min=cfg.kl_free).mean()
+        kl_loss = cfg.kl_dyn * dyn_loss + cfg.kl_rep * rep_loss
+    else:
+        dyn_loss = torch.clamp(dyn.mean(), min=cfg.kl_free)
+        rep_loss = torch.clamp(rep.mean(), min=cfg.kl_free)
+        kl_loss = cfg.kl_scale * (cfg.kl_balance * dyn_loss + (1 - cfg.kl_balance) * rep_loss)
+    return kl_loss, {"dyn_loss": dyn_loss.detach(), "rep_loss": rep_loss.detach(), "kl": dyn.detach().mean()}
 
 
 def obs_to_dict(obs: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
@@ -92,6 +111,15 @@ class WorldModel(nn.Module):
             np.prod(action_space.shape)
         )
         self.action_width = max(self.action_dim, cfg.action_pad)
+        feat = self._build_networks()
+        reward_out = cfg.bins if cfg.reward_head == "twohot" else 1
+        self.reward = MLP(feat, reward_out, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, zero_out=cfg.reward_head == "twohot")
+        self.cont = MLP(feat, 1, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm)
+        self.harmonizer = Harmonizer(["obs", "reward", "dyn"]) if cfg.harmony else None
+
+    def _build_networks(self) -> int:
+        """Build the encoders, the RSSM and the decoders; return the feature size the heads read."""
+        cfg = self.cfg
         style = cfg.version
         self.encoders = nn.ModuleDict(
             {k: ConvEncoder(s.shape, cfg.cnn_depth, 4, cfg.act, cfg.norm, style) for k, s in self.images.items()}
@@ -112,10 +140,7 @@ class WorldModel(nn.Module):
             {k: ConvDecoder(feat, s.shape, cfg.cnn_depth, 4, cfg.act, cfg.norm, style) for k, s in self.images.items()}
         )
         self.vec_decoder = MLP(feat, self.vec_dim, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm) if self.vectors else None
-        reward_out = cfg.bins if cfg.reward_head == "twohot" else 1
-        self.reward = MLP(feat, reward_out, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, zero_out=cfg.reward_head == "twohot")
-        self.cont = MLP(feat, 1, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm)
-        self.harmonizer = Harmonizer(["obs", "reward", "dyn"]) if cfg.harmony else None
+        return feat
 
     # ---------------------------------------------------------------------------------------- inputs
     def preprocess(self, obs: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
@@ -190,14 +215,16 @@ class WorldModel(nn.Module):
         reward_loss = -self.reward_dist(feat).log_prob(rewards).mean()
         cont_loss = -self.cont_dist(feat).log_prob(1.0 - is_terminal.float()).mean()
         dyn, rep = self.rssm.kl(post, prior)
-        if cfg.version == "v3":
-            dyn_loss = torch.clamp(dyn, min=cfg.kl_free).mean()
-            rep_loss = torch.clamp(rep, min=cfg.kl_free).mean()
-            kl_loss = cfg.kl_dyn * dyn_loss + cfg.kl_rep * rep_loss
-        else:
-            dyn_loss = torch.clamp(dyn.mean(), min=cfg.kl_free)
-            rep_loss = torch.clamp(rep.mean(), min=cfg.kl_free)
-            kl_loss = cfg.kl_scale * (cfg.kl_balance * dyn_loss + (1 - cfg.kl_balance) * rep_loss)
+        kl_loss, kl_metrics = kl_loss_terms(cfg, dyn, rep)
+        total, metrics = self.combine_losses(obs_loss, reward_loss, kl_loss, cont_loss)
+        metrics.update(kl_metrics)
+        return total, post, metrics
+
+    def combine_losses(
+        self, obs_loss: Tensor, reward_loss: Tensor, kl_loss: Tensor, cont_loss: Tensor
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """Total world-model loss (harmonized when HarmonyDream is on) and the loss metrics."""
+        cfg = self.cfg
         losses = {"obs": obs_loss, "reward": reward_loss, "dyn": kl_loss}
         if self.harmonizer is not None:
             total = self.harmonizer(losses) + cfg.cont_scale * cont_loss
@@ -208,9 +235,6 @@ class WorldModel(nn.Module):
             "reward_loss": reward_loss.detach(),
             "cont_loss": cont_loss.detach(),
             "kl_loss": kl_loss.detach(),
-            "dyn_loss": dyn_loss.detach(),
-            "rep_loss": rep_loss.detach(),
-            "kl": dyn.detach().mean(),
             "model_loss": total.detach(),
         }
         if self.harmonizer is not None:
@@ -218,7 +242,7 @@ class WorldModel(nn.Module):
                 metrics[f"harmony_coef_{name}"] = coef
             for name, s in self.harmonizer.log_sigmas().items():
                 metrics[f"harmony_s_{name}"] = s
-        return total, post, metrics
+        return total, metrics
 
     # ---------------------------------------------------------------------------------------- video
     @torch.no_grad()

@@ -64,3 +64,8 @@ _register_dmc()
 
 # The other suites register their ids from their own modules (each cheap to import: the simulator itself
 # is imported only when an env is made). One line per suite:
+from sb3_worldmodels.envs import metaworld as _metaworld; _metaworld.register()  # noqa: E402
+from sb3_worldmodels.envs import atari as _atari; _atari.register()  # noqa: E402
+from sb3_worldmodels.envs import crafter as _crafter; _crafter.register()  # noqa: E402
+from sb3_worldmodels.envs import minedojo as _minedojo; _minedojo.register()  # noqa: E402
+from sb3_worldmodels.envs import dmcr as _dmcr; _dmcr.register()  # noqa: E402
