@@ -248,11 +248,11 @@ class Dreamer(OffPolicyAlgorithm):
         total_timesteps: int,
         callback: MaybeCallback = None,
         log_interval: int = 4,
-        tb_log_name: str = "Dreamer",
+        tb_log_name: str | None = None,
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfDreamer:
-        """Train for ``total_timesteps`` env steps (see SB3's ``learn``)."""
+        """Train for ``total_timesteps`` env steps (see SB3's ``learn``; ``tb_log_name`` defaults to the class name)."""
         if reset_num_timesteps:
             self._rollout_state = None
         if isinstance(self.env, VecEnv) and self.learning_starts < self.sequence_length * self.env.num_envs:
@@ -264,7 +264,7 @@ class Dreamer(OffPolicyAlgorithm):
             total_timesteps=total_timesteps,
             callback=callback,
             log_interval=log_interval,
-            tb_log_name=tb_log_name,
+            tb_log_name=tb_log_name or type(self).__name__,
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )

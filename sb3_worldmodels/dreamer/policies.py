@@ -71,7 +71,7 @@ class DreamerPolicy(BasePolicy):
             raise ValueError(f"Box actions must be flat, got shape {action_space.shape}; flatten the action space.")
         config_overrides.setdefault("model_lr", float(lr_schedule(1.0)))
         self._config_overrides = dict(config_overrides)
-        self.cfg: DreamerConfig = make_config(version, model_size, self.config_class, **config_overrides)
+        self.cfg: DreamerConfig = self._make_config(version, model_size, **config_overrides)
         self.world_model = self.world_model_class(observation_space, action_space, self.cfg)
         self.behavior = ActorCritic(self.world_model.rssm.feat_dim, action_space, self.cfg)
         cfg = self.cfg
@@ -81,6 +81,11 @@ class DreamerPolicy(BasePolicy):
             self.behavior.critic.parameters(), cfg.critic_lr, cfg.ac_eps, cfg.weight_decay
         )
         self.optimizer = self.wm_optimizer  # SB3 expects `policy.optimizer`
+
+    @classmethod
+    def _make_config(cls, version: str, model_size: str | None, **overrides: Any) -> DreamerConfig:
+        """Build and validate the configuration (subclasses with their own config class override this)."""
+        return make_config(version, model_size, cls.config_class, **overrides)
 
     # ----------------------------------------------------------------------------------- checks
     @classmethod

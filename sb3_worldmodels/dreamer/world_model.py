@@ -177,7 +177,10 @@ class WorldModel(nn.Module):
     # ---------------------------------------------------------------------------------------- heads
     def reward_dist(self, feat: Tensor) -> TwoHotDist | MSEDist:
         """Predicted reward distribution (two-hot in V3, unit Gaussian in V2)."""
-        out = self.reward(feat)
+        return self._reward_from(self.reward(feat))
+
+    def _reward_from(self, out: Tensor) -> TwoHotDist | MSEDist:
+        """Reward distribution from a reward head's raw output."""
         return TwoHotDist(out) if self.cfg.reward_head == "twohot" else MSEDist(out[..., 0], coef=0.5)
 
     def cont_dist(self, feat: Tensor) -> BernoulliDist:

@@ -1,0 +1,282 @@
+"""APV / ContextWM world models: the action-free video model (pre-training) and the stacked model (fine-tuning).
+
+Both hold the same pre-trainable modules under the same names, so a pre-training checkpoint loads strictly into
+the fine-tuning model:
+
+* ``encoder``: :class:`~sb3_worldmodels.common.resnet.ResNetEncoder` (image -> embedding);
+* ``af_rssm``: action-free :class:`~sb3_worldmodels.common.rssm.RSSM` over the embeddings;
+* ``decoder``: :class:`~sb3_worldmodels.common.resnet.ResNetDecoder` (with cross-attention for ContextWM);
+* ``context_encoder``: :class:`~sb3_worldmodels.contextwm.context.ContextEncoder` (ContextWM only), whose
+  multi-scale maps of one context frame per sequence reach the decoder and nothing else.
+
+During fine-tuning (APV's stacked latent model) an action-conditional ``rssm`` reads the action-free features
+(optionally concatenated with the embedding), the decoder and heads read its features, and the behavioural
+reward head learns ``r + intrinsic_scale * r_int`` with APV's video-based bonus.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+
+from sb3_worldmodels.common.augment import random_shift
+from sb3_worldmodels.common.distributions import MSEDist, TwoHotDist
+from sb3_worldmodels.common.nets import MLP
+from sb3_worldmodels.common.resnet import ResNetDecoder, ResNetEncoder
+from sb3_worldmodels.common.rssm import RSSM, State
+from sb3_worldmodels.contextwm.bonus import VideoIntrinsicBonus
+from sb3_worldmodels.contextwm.config import ContextWMConfig
+from sb3_worldmodels.contextwm.context import ContextEncoder, augment_context, random_erasing, select_context
+from sb3_worldmodels.dreamer.world_model import WorldModel, kl_loss_terms
+
+__all__ = ["PRETRAINED_MODULES", "StackedWorldModel", "VideoModules", "VideoWorldModel"]
+
+#: modules a pre-training checkpoint holds (``context_encoder`` only for ContextWM)
+PRETRAINED_MODULES: tuple[str, ...] = ("encoder", "af_rssm", "decoder", "context_encoder")
+
+
+class VideoModules:
+    """The pre-trainable modules and what both world models do with them (a mixin for ``nn.Module`` classes)."""
+
+    cfg: ContextWMConfig
+    encoder: ResNetEncoder
+    af_rssm: RSSM
+    decoder: ResNetDecoder
+    context_encoder: ContextEncoder | None
+    training: bool
+
+    def _build_video_modules(self, image_shape: tuple[int, ...], decoder_feat: int | None = None) -> None:
+        """Build encoder, action-free RSSM, decoder (reading ``decoder_feat`` features) and context encoder."""
+        cfg = self.cfg
+        channels, height, width = (int(v) for v in image_shape)
+        if height != width:
+            raise ValueError(
+                f"APV / ContextWM take square images, got {height}x{width}; resize them, e.g. "
+                "gymnasium.wrappers.ResizeObservation(env, (64, 64))."
+            )
+        norm = cfg.resnet_norm
+        self.encoder = ResNetEncoder(channels, cfg.depths, height, cfg.act, norm, cfg.resnet_blocks)
+        self.af_rssm = RSSM(
+            self.encoder.out_dim, 0, cfg.deter, cfg.hidden, cfg.stoch, cfg.classes, cfg.unimix, cfg.act, cfg.norm,
+            cfg.learned_initial,
+        )
+        scales = cfg.cross_attention_scales if cfg.context else ()
+        self.decoder = ResNetDecoder(
+            decoder_feat or self.af_rssm.feat_dim, channels, cfg.depths, height, scales, cfg.attention_heads,
+            cfg.attention_dropout, cfg.kv_mask_ratio, norm, cfg.resnet_blocks,
+        )
+        self.context_encoder = (
+            ContextEncoder(channels, cfg.depths, height, cfg.act, norm, cfg.resnet_blocks) if cfg.context else None
+        )
+
+    def to_float(self, images: Tensor) -> Tensor:
+        """uint8 images -> float in [0, 1] plus the version's offset (-0.5 in V2)."""
+        if images.dtype != torch.uint8:
+            raise ValueError(f"Images must be uint8 (0..255), got {images.dtype}.")
+        return images.float() / 255.0 + self.cfg.image_offset
+
+    def context_maps(self, images: Tensor, mode: str | None = None) -> dict[int, Tensor] | None:
+        """Context encoder maps of one frame per sequence of float ``images`` (B, T, C, H, W); ``None`` without context.
+
+        The frame is chosen by ``cfg.context_mode`` (or ``mode``) and augmented in training as
+        ``cfg.context_augment`` says.
+        """
+        if self.context_encoder is None:
+            return None
+        frame = select_context(images, mode or self.cfg.context_mode)
+        if self.training and self.cfg.context_augment != "none":
+            aug = self.cfg.context_augment
+            if aug == "shift+erasing":
+                frame = augment_context(frame)
+            elif aug == "shift":
+                frame = random_shift(frame)
+            else:
+                frame = random_erasing(frame)
+        return self.context_encoder(frame)
+
+    def image_dist(self, feat: Tensor, context: dict[int, Tensor] | None) -> MSEDist:
+        """Image distribution (unit-variance Gaussian, V2's coefficient) decoded from ``feat``."""
+        return MSEDist(self.decoder(feat, context), dims=3, coef=self.cfg.image_loss_coef)
+
+    def _video(self, truth: Tensor, recon: Tensor) -> Tensor:
+        """uint8 (B, T, C, H, 3W) real | predicted | error frames from float images."""
+        off = self.cfg.image_offset
+        recon = (recon - off).clamp(0, 1)
+        truth = (truth - off).clamp(0, 1)
+        video = torch.cat([truth, recon, (recon - truth + 1) / 2], -1)
+        return (video * 255).round().to(torch.uint8)
+
+
+class VideoWorldModel(nn.Module, VideoModules):
+    """Action-free world model pre-trained on videos: image reconstruction + KL (``specs/contextwm.md``).
+
+    :param image_shape: (C, H, W) of the frames.
+    :param cfg: the configuration (``context=True`` for ContextWM, else APV's plain model).
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], cfg: ContextWMConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.image_shape = tuple(int(v) for v in image_shape)
+        self._build_video_modules(self.image_shape)
+
+    def loss(self, images: Tensor, is_first: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Pre-training loss on uint8 clips (B, T, C, H, W) with (B, T) ``is_first`` flags.
+
+        :return: the loss and its metrics (``image_loss``, ``kl_loss``, ``kl``, ``dyn_loss``, ``rep_loss``).
+        """
+        x = self.to_float(images)
+        post, prior = self.af_rssm.observe(self.encoder(x), None, is_first)
+        image_loss = -self.image_dist(self.af_rssm.feat(post), self.context_maps(x)).log_prob(x).mean()
+        kl_loss, metrics = kl_loss_terms(self.cfg, *self.af_rssm.kl(post, prior))
+        total = image_loss + kl_loss
+        metrics.update(image_loss=image_loss.detach(), kl_loss=kl_loss.detach(), loss=total.detach())
+        return total, metrics
+
+    @torch.no_grad()
+    def openloop(self, images: Tensor, is_first: Tensor, context: int = 5) -> Tensor:
+        """Observe ``context`` frames, then predict the rest of the clip with the prior (no actions).
+
+        The decoder's context frame is taken from the observed part. :return: uint8 (B, T, C, H, 3W).
+        """
+        x = self.to_float(images)
+        post, _ = self.af_rssm.observe(self.encoder(x[:, :context]), None, is_first[:, :context])
+        state = {k: v[:, -1] for k, v in post.items()}
+        feats = [self.af_rssm.feat(post)]
+        for _ in range(context, x.shape[1]):
+            state = self.af_rssm.img_step(state, None)
+            feats.append(self.af_rssm.feat(state)[:, None])
+        ctx = self.context_maps(x[:, :context])
+        return self._video(x, self.decoder(torch.cat(feats, 1), ctx))
+
+
+class StackedWorldModel(WorldModel, VideoModules):
+    """APV's stacked latent model for fine-tuning (plus ContextWM's context and dual reward heads).
+
+    Takes a single image observation (``CnnPolicy``). ``rssm`` is the action-conditional RSSM that behaviour
+    learning imagines with; ``af_rssm`` the pre-trained action-free one beneath it.
+    """
+
+    cfg: ContextWMConfig
+
+    def _build_networks(self) -> int:
+        cfg = self.cfg
+        if self.vectors or len(self.images) != 1:
+            raise ValueError(
+                "APV / ContextDreamer take a single image observation (use 'CnnPolicy'); got images "
+                f"{list(self.images)} and vectors {list(self.vectors)}."
+            )
+        self.image_key = next(iter(self.images))
+        shape = self.images[self.image_key].shape
+        # the action-conditional RSSM has the same sizes as the action-free one, so the decoder loads
+        af_feat = cfg.deter + (cfg.stoch * cfg.classes if cfg.classes else cfg.stoch)
+        self._build_video_modules(shape, decoder_feat=af_feat)
+        in_dim = self.af_rssm.feat_dim + (self.encoder.out_dim if cfg.concat_embed else 0)
+        self.rssm = RSSM(
+            in_dim, self.action_width, cfg.deter, cfg.hidden, cfg.stoch, cfg.classes, cfg.unimix, cfg.act, cfg.norm,
+            cfg.learned_initial,
+        )
+        feat = self.rssm.feat_dim
+        self.bonus = (
+            VideoIntrinsicBonus(self.af_rssm.feat_dim, cfg.intrinsic_window, cfg.intrinsic_proj, cfg.intrinsic_queue,
+                                cfg.intrinsic_k)
+            if cfg.intrinsic_scale > 0 else None
+        )
+        reward_out = cfg.bins if cfg.reward_head == "twohot" else 1
+        self.rep_reward = (
+            MLP(feat, reward_out, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, zero_out=cfg.reward_head == "twohot")
+            if cfg.context and cfg.rep_reward_scale > 0 else None
+        )
+        return feat
+
+    # ---------------------------------------------------------------------------------------- latents
+    def encode(self, obs: dict[str, Tensor]) -> Tensor:
+        """Embedding of preprocessed observations, shape (..., embed_dim)."""
+        return self.encoder(obs[self.image_key])
+
+    def stack_input(self, af_state: State, embed: Tensor) -> Tensor:
+        """Input of the action-conditional RSSM: the action-free features (and the embedding with ``concat_embed``)."""
+        af_feat = self.af_rssm.feat(af_state)
+        return torch.cat([af_feat, embed], -1) if self.cfg.concat_embed else af_feat
+
+    def observe(self, embed: Tensor, actions: Tensor, is_first: Tensor) -> tuple[State, State, State, State]:
+        """Filter (B, T) sequences through both RSSMs: ``(af_post, af_prior, post, prior)``."""
+        af_post, af_prior = self.af_rssm.observe(embed, None, is_first)
+        post, prior = self.rssm.observe(self.stack_input(af_post, embed), actions, is_first)
+        return af_post, af_prior, post, prior
+
+    def rep_reward_dist(self, feat: Tensor) -> TwoHotDist | MSEDist:
+        """Representative reward head (task reward only), ContextWM's second head."""
+        assert self.rep_reward is not None
+        return self._reward_from(self.rep_reward(feat))
+
+    # ---------------------------------------------------------------------------------------- loss
+    def loss(
+        self,
+        observations: Tensor | dict[str, Tensor],
+        prev_actions: Tensor,
+        rewards: Tensor,
+        is_first: Tensor,
+        is_terminal: Tensor,
+    ) -> tuple[Tensor, State, dict[str, Any]]:
+        """Fine-tuning loss on a (B, T) batch: image, reward(s), continue, action-conditional (+ action-free) KL."""
+        cfg = self.cfg
+        x = self.preprocess(observations)[self.image_key]
+        embed = self.encoder(x)
+        af_post, af_prior, post, prior = self.observe(embed, self.model_actions(prev_actions), is_first)
+        feat = self.rssm.feat(post)
+        obs_loss = -self.image_dist(feat, self.context_maps(x)).log_prob(x).mean()
+
+        metrics: dict[str, Any] = {}
+        if self.bonus is not None:
+            # APV: the bonus of step t looks at steps t..t+window-1, so the reward head learns on the first
+            # T - window + 1 steps (as the reference code does)
+            r_int = self.bonus(self.af_rssm.feat(af_post).detach())
+            n = r_int.shape[1]
+            target = rewards[:, :n] + cfg.intrinsic_scale * r_int
+            reward_loss = -self.reward_dist(feat[:, :n]).log_prob(target).mean()
+            metrics["intrinsic_reward"] = r_int.mean().detach()
+        else:
+            reward_loss = -self.reward_dist(feat).log_prob(rewards).mean()
+        cont_loss = -self.cont_dist(feat).log_prob(1.0 - is_terminal.float()).mean()
+        kl_loss, kl_metrics = kl_loss_terms(cfg, *self.rssm.kl(post, prior))
+        total, loss_metrics = self.combine_losses(obs_loss, reward_loss, kl_loss, cont_loss)
+        if self.rep_reward is not None:
+            rep_loss = -self.rep_reward_dist(feat).log_prob(rewards).mean()
+            total = total + cfg.rep_reward_scale * rep_loss
+            metrics["rep_reward_loss"] = rep_loss.detach()
+        if cfg.af_kl_scale > 0:
+            af_kl, af_metrics = kl_loss_terms(cfg, *self.af_rssm.kl(af_post, af_prior))
+            total = total + cfg.af_kl_scale * af_kl
+            metrics["af_kl"] = af_metrics["kl"]
+        metrics.update(loss_metrics)
+        metrics.update(kl_metrics)
+        metrics["model_loss"] = total.detach()
+        return total, post, metrics
+
+    # ---------------------------------------------------------------------------------------- video
+    @torch.no_grad()
+    def openloop(
+        self,
+        observations: Tensor | dict[str, Tensor],
+        prev_actions: Tensor,
+        is_first: Tensor,
+        context: int = 5,
+        key: str | None = None,
+    ) -> Tensor:
+        """Open-loop prediction video: ``context`` observed frames, then imagination under the real actions.
+
+        :return: uint8 (B, T, C, H, 3 * W) frames: real | predicted | error, side by side.
+        """
+        x = self.preprocess(observations)[self.image_key]
+        actions = self.model_actions(prev_actions)
+        _, _, post, _ = self.observe(self.encoder(x[:, :context]), actions[:, :context], is_first[:, :context])
+        state = {k: v[:, -1] for k, v in post.items()}
+        feats = [self.rssm.feat(post)]
+        for t in range(context, x.shape[1]):
+            state = self.rssm.img_step(state, actions[:, t])
+            feats.append(self.rssm.feat(state)[:, None])
+        return self._video(x, self.decoder(torch.cat(feats, 1), self.context_maps(x[:, :context])))
