@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv
 
+from sb3_worldmodels.common.video import log_video
 from sb3_worldmodels.contextwm.policies import APVPolicy
 from sb3_worldmodels.dreamer.dreamer import Dreamer
 
@@ -62,6 +63,17 @@ class APV(Dreamer):
             self.policy_kwargs["pretrained"] = path
         super()._setup_model()
         self.policy_kwargs.pop("pretrained", None)
+
+
+    def _log_openloop_video(self, batch: Any) -> None:
+        super()._log_openloop_video(batch)
+        if self.use_context:
+            from sb3_worldmodels.contextwm.qualitative import attention_video
+
+            wm = self.policy.world_model
+            frames = attention_video(wm, batch.observations, batch.is_first, batch.prev_actions)
+            wm.train()
+            log_video(self.logger, "world_model/context_attention", frames.cpu().numpy())
 
 
 class ContextDreamer(APV):
