@@ -24,6 +24,7 @@ from sb3_worldmodels.envs.scores import (  # noqa: E402
     aggregate_human_normalized,
     human_normalized_score,
 )
+from tests.env_checks import assert_frame, check_first_step  # noqa: E402
 
 PONG = "sb3wm/atari100k-pong-v0"
 
@@ -55,26 +56,14 @@ def test_games_and_ids() -> None:
 
 
 def test_reset_step_render() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the passive env checker must stay quiet
-        env = gym.make(PONG)
-        obs, info = env.reset(seed=0)
-        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        frame = env.render()
-    assert env.observation_space == gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
-    assert env.action_space == gym.spaces.Discrete(6)  # Pong's minimal action set, not the full 18
-    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
-    assert obs.std() > 10.0, "frame looks blank"
-    assert not terminated and not truncated
-    np.testing.assert_array_equal(frame, obs)
-    env.close()
+    check_first_step(PONG, gym.spaces.Discrete(6))  # Pong's minimal action set, not the full 18
 
 
 def test_grayscale_and_size_options() -> None:
     env = gym.make("sb3wm/atari100k-ms-pacman-v0", grayscale=True, size=(48, 80))
     obs, _ = env.reset(seed=0)
     assert env.observation_space == gym.spaces.Box(0, 255, (48, 80, 1), np.uint8)
-    assert obs.shape == (48, 80, 1) and obs.std() > 5.0
+    assert_frame(obs, (48, 80, 1), min_std=5.0)
     assert env.render().shape == (48, 80, 3)
     env.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import warnings
 
 import gymnasium as gym
@@ -12,8 +11,9 @@ from gymnasium.utils.env_checker import check_env
 
 pytest.importorskip("metaworld")
 
-import sb3_worldmodels.envs as envs  # noqa: E402  (registers the ids)
+import sb3_worldmodels.envs  # noqa: E402, F401  (registers the ids)
 from sb3_worldmodels.envs.metaworld import METAWORLD_TASKS, make_metaworld, metaworld_env_id  # noqa: E402
+from tests.env_checks import assert_frame, assert_registration_idempotent, check_first_step  # noqa: E402
 
 DRAWER = "sb3wm/metaworld-drawer-open-v0"
 
@@ -47,35 +47,21 @@ def test_ids_registered_and_idempotent() -> None:
         assert env_id in gym.registry
         assert gym.registry[env_id].entry_point == "sb3_worldmodels.envs.metaworld:make_metaworld"
     assert metaworld_env_id("drawer-open-v3") == DRAWER
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        importlib.reload(envs)  # re-running every registration is a silent no-op
+    assert_registration_idempotent()
 
 
 # --------------------------------------------------------------------------- pixels, seeding, camera
 
 
 def test_pixels_reset_step_render() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the passive env checker must stay quiet
-        env = gym.make(DRAWER)
-        obs, info = env.reset(seed=0)
-        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        frame = env.render()
-    assert env.observation_space == gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
-    assert env.action_space == gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
-    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
-    assert obs.std() > 10.0, "frame looks blank"
-    assert isinstance(reward, float) and not terminated and not truncated
+    _, info = check_first_step(DRAWER, gym.spaces.Box(-1.0, 1.0, (4,), np.float32))
     assert info["success"] is False and info["episode_success"] is False and info["is_success"] is False
-    np.testing.assert_array_equal(frame, obs)
-    env.close()
 
 
 def test_obs_types_and_size() -> None:
     env = make_metaworld("reach", obs_type="both", size=(48, 80), seed=0)
     obs, _ = env.reset()
-    assert obs["image"].shape == (48, 80, 3) and obs["image"].dtype == np.uint8
+    assert_frame(obs["image"], (48, 80, 3))
     assert obs["state"].shape == (39,) and obs["state"].dtype == np.float32
     assert env.observation_space.contains(obs)
     env.close()

@@ -6,8 +6,7 @@ Underscores in names become hyphens: ``gym.make("sb3wm/dmc-ball-in-cup-catch-v0"
 
 from __future__ import annotations
 
-import gymnasium as gym
-
+from sb3_worldmodels.envs.base import register_ids
 from sb3_worldmodels.envs.dmc import make_dmc
 from sb3_worldmodels.envs.rendering import configure_mujoco_gl
 
@@ -49,15 +48,10 @@ def dmc_env_id(domain: str, task: str) -> str:
 
 def _register_dmc() -> None:
     """Register every DMC task once (re-running is a no-op)."""
-    for domain, task in DMC_TASKS:
-        env_id = dmc_env_id(domain, task)
-        if env_id not in gym.registry:
-            gym.register(
-                id=env_id,
-                entry_point="sb3_worldmodels.envs.dmc:make_dmc",
-                kwargs={"domain": domain, "task": task},
-                max_episode_steps=None,  # the env truncates itself at DMC's time limit
-            )
+    register_ids(  # no TimeLimit: the env truncates itself at DMC's time limit
+        ((dmc_env_id(domain, task), {"domain": domain, "task": task}) for domain, task in DMC_TASKS),
+        "sb3_worldmodels.envs.dmc:make_dmc",
+    )
 
 
 _register_dmc()

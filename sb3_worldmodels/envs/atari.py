@@ -14,6 +14,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import AtariPreprocessing
 
+from sb3_worldmodels.envs.base import check_render_mode, import_or_hint, register_ids, size_pair
+
 __all__ = ["ATARI100K_GAMES", "Atari100kEnv", "atari100k_env_id", "make_atari100k", "normalize_game_name",
            "register"]  # fmt: skip
 
@@ -85,12 +87,11 @@ class Atari100kEnv(AtariPreprocessing):
             grayscale_obs: Grayscale ``(H, W, 1)`` observations instead of RGB ``(H, W, 3)``.
             render_mode: ``"rgb_array"`` or ``None``.
         """
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
+        check_render_mode(render_mode)
         # AtariPreprocessing's screen_size is (width, height) for cv2.resize; ours is (height, width).
-        height, width = (screen_size, screen_size) if isinstance(screen_size, int) else screen_size
+        height, width = size_pair(screen_size, "screen_size")
         super().__init__(
-            env, noop_max=noop_max, frame_skip=frame_skip, screen_size=(int(width), int(height)),
+            env, noop_max=noop_max, frame_skip=frame_skip, screen_size=(width, height),
             terminal_on_life_loss=terminal_on_life_loss, grayscale_obs=grayscale_obs,
             grayscale_newaxis=True,
         )  # fmt: skip
@@ -172,15 +173,11 @@ def make_atari100k(
     rom = normalize_game_name(game)
     if max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    try:
-        from ale_py.env import AtariEnv
-    except ImportError as exc:
-        raise ImportError(_INSTALL_HINT) from exc
-    try:
-        import cv2  # noqa: F401  (AtariPreprocessing resizes with OpenCV)
-    except ImportError as exc:
-        raise ImportError("OpenCV is required to resize Atari frames: pip install opencv-python-headless") from exc
-    ale_env = AtariEnv(
+    size = size_pair(size)
+    ale = import_or_hint("ale_py.env", _INSTALL_HINT)
+    # AtariPreprocessing resizes with OpenCV
+    import_or_hint("cv2", "OpenCV is required to resize Atari frames: pip install opencv-python-headless")
+    ale_env = ale.AtariEnv(
         game=rom, obs_type="rgb", frameskip=1, repeat_action_probability=repeat_action_probability,
         full_action_space=full_action_space, max_num_frames_per_episode=max_frames,
     )  # fmt: skip
@@ -197,12 +194,7 @@ def atari100k_env_id(game: str) -> str:
 
 def register() -> None:
     """Register ``sb3wm/atari100k-{game}-v0`` for the 26 Atari100k games (re-running is a no-op)."""
-    for game in ATARI100K_GAMES:
-        env_id = atari100k_env_id(game)
-        if env_id not in gym.registry:
-            gym.register(
-                id=env_id,
-                entry_point="sb3_worldmodels.envs.atari:make_atari100k",
-                kwargs={"game": game},
-                max_episode_steps=None,  # ALE truncates at max_frames emulator frames
-            )
+    register_ids(  # no TimeLimit: ALE truncates at max_frames emulator frames
+        ((atari100k_env_id(game), {"game": game}) for game in ATARI100K_GAMES),
+        "sb3_worldmodels.envs.atari:make_atari100k",
+    )

@@ -18,6 +18,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
+from sb3_worldmodels.envs.base import check_render_mode, import_or_hint, register_ids, size_pair
+
 __all__ = [
     "CRAFTER_ACHIEVEMENTS",
     "CRAFTER_ACTIONS",
@@ -48,14 +50,6 @@ CRAFTER_ACHIEVEMENTS: tuple[str, ...] = (
     "make_wood_pickaxe", "make_wood_sword", "place_furnace", "place_plant", "place_stone",
     "place_table", "wake_up",
 )  # fmt: skip
-
-
-def _pair(size: int | tuple[int, int], name: str) -> tuple[int, int]:
-    """``int`` or ``(a, b)`` -> ``(a, b)`` of positive ints, with a clear error otherwise."""
-    pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in pair):
-        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {size!r}")
-    return int(pair[0]), int(pair[1])
 
 
 class _InsertionOrderedSet(dict):
@@ -122,18 +116,14 @@ class CrafterEnv(gym.Env[np.ndarray, np.int64]):
         seed: int | None = None,
         render_mode: str | None = "rgb_array",
     ) -> None:
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
+        check_render_mode(render_mode)
         if length is not None and (not isinstance(length, (int, np.integer)) or length < 1):
             raise ValueError(f"length must be a positive int (steps per episode) or None, got {length!r}")
-        height, width = _pair(size, "size")
-        try:
-            import crafter
-        except ImportError as exc:
-            raise ImportError(_INSTALL_HINT) from exc
+        height, width = size_pair(size)
+        crafter = import_or_hint("crafter", _INSTALL_HINT)
         # crafter takes the frame size as (width, height): its canvas is transposed on the way out.
         self._env = crafter.Env(
-            area=_pair(area, "area"), view=_pair(view, "view"), size=(width, height),
+            area=size_pair(area, "area"), view=size_pair(view, "view"), size=(width, height),
             reward=bool(reward), length=length, seed=0,
         )
         _order_chunks(self._env._world)
@@ -296,9 +286,6 @@ def episode_achievements(infos: Iterable[Mapping[str, Any]]) -> list[dict[str, A
 
 def register() -> None:
     """Register ``sb3wm/crafter-v0`` (re-running is a no-op)."""
-    if CRAFTER_ENV_ID not in gym.registry:
-        gym.register(
-            id=CRAFTER_ENV_ID,
-            entry_point="sb3_worldmodels.envs.crafter:CrafterEnv",
-            max_episode_steps=None,  # the env truncates itself at Crafter's episode length
-        )
+    register_ids(  # no TimeLimit: the env truncates itself at Crafter's episode length
+        [(CRAFTER_ENV_ID, {})], "sb3_worldmodels.envs.crafter:CrafterEnv"
+    )

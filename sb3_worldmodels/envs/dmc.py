@@ -15,6 +15,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sb3_worldmodels.envs.base import (
+    OBS_TYPES,
+    PixelStateEnv,
+    check_obs_type,
+    disable_shadows,
+    import_or_hint,
+    size_pair,
+)
 from sb3_worldmodels.envs.rendering import configure_mujoco_gl
 
 if TYPE_CHECKING:
@@ -24,11 +32,10 @@ __all__ = ["DMCEnv", "OBS_TYPES", "make_dmc"]
 
 configure_mujoco_gl()
 
-OBS_TYPES: tuple[str, ...] = ("pixels", "state", "both")
 _INSTALL_HINT = 'dm_control is required for DMC environments: pip install "sb3-worldmodels[dmc]"'
 
 
-class DMCEnv(gym.Env[Any, np.ndarray]):
+class DMCEnv(PixelStateEnv):
     """Gymnasium view of a shimmy-wrapped dm_control suite task.
 
     Observations are rendered frames (``"pixels"``: uint8 ``(H, W, 3)``), the flattened
@@ -59,38 +66,20 @@ class DMCEnv(gym.Env[Any, np.ndarray]):
             camera_id: MuJoCo camera used for observations and :meth:`render`.
             render_mode: ``"rgb_array"`` or ``None``.
         """
-        if obs_type not in OBS_TYPES:
-            raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
-        if action_repeat < 1:
-            raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
+        self.state_keys: tuple[str, ...] = tuple(env.observation_space.spaces)
+        state_dim = sum(int(np.prod(env.observation_space[k].shape)) for k in self.state_keys)
+        super().__init__(env, obs_type, size, action_repeat, render_mode, (state_dim,))
         self.shimmy_env = env
-        self.obs_type = obs_type
-        self.height, self.width = size
-        self.action_repeat = action_repeat
         self.camera_id = camera_id
-        self.render_mode = render_mode
-        self.metadata = {"render_modes": ["rgb_array"], "render_fps": round(1.0 / self.dt)}
 
         physics = env.physics
-        # No shadows / multisampling: ~4.5x faster small renders; must precede the first render.
-        physics.model.vis.quality.shadowsize = 0
-        physics.model.vis.quality.offsamples = 0
+        # No shadows / multisampling: ~4.5x faster small renders.
+        disable_shadows(physics.model)
         # The offscreen buffer (default 640x480) is allocated on first render: make frames fit.
         glob = physics.model.vis.global_
         glob.offwidth, glob.offheight = max(glob.offwidth, self.width), max(glob.offheight, self.height)
         env.render_kwargs = {"height": self.height, "width": self.width, "camera_id": camera_id}
 
-        self.state_keys: tuple[str, ...] = tuple(env.observation_space.spaces)
-        state_dim = sum(int(np.prod(env.observation_space[k].shape)) for k in self.state_keys)
-        state_space = spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)
-        image_space = spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)
-        self.observation_space = {
-            "pixels": image_space,
-            "state": state_space,
-            "both": spaces.Dict({"image": image_space, "state": state_space}),
-        }[obs_type]
         # Agent actions live in [-1, 1] and are mapped affinely onto DMC's bounds (as DrQ-v2 does;
         # e.g. quadruped's [-1, 1.1] ranges). Unbounded dims (+-mjMAXVAL, lqr) pass through unscaled.
         low, high = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
@@ -98,27 +87,9 @@ class DMCEnv(gym.Env[Any, np.ndarray]):
         self._act_center = np.where(bounded, (high + low) / 2, 0.0)
         self._act_scale = np.where(bounded, (high - low) / 2, 1.0)
         self.action_space = spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
-        self._frame: np.ndarray | None = None
-        self._closed = False
 
-    @property
-    def dt(self) -> float:
-        """Seconds of simulated time per agent step."""
-        return float(self.shimmy_env.dt) * self.action_repeat
-
-    def _render_frame(self) -> np.ndarray:
-        if self._frame is None:
-            self._frame = np.ascontiguousarray(self.shimmy_env.render(), dtype=np.uint8)
-        return self._frame
-
-    def _observation(self, dm_obs: dict[str, Any]) -> Any:
-        self._frame = None
-        if self.obs_type == "pixels":
-            return self._render_frame()
-        state = np.concatenate([np.asarray(dm_obs[k], dtype=np.float32).ravel() for k in self.state_keys])
-        if self.obs_type == "state":
-            return state
-        return {"image": self._render_frame(), "state": state}
+    def _state(self, sim_obs: dict[str, Any]) -> np.ndarray:
+        return np.concatenate([np.asarray(sim_obs[k], dtype=np.float32).ravel() for k in self.state_keys])
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -139,16 +110,6 @@ class DMCEnv(gym.Env[Any, np.ndarray]):
                 break
         return self._observation(dm_obs), total, bool(terminated), bool(truncated), info
 
-    def render(self) -> np.ndarray | None:  # type: ignore[override]
-        """Return the current RGB frame ``(H, W, 3)`` (``None`` when ``render_mode`` is ``None``)."""
-        return None if self.render_mode is None else self._render_frame()
-
-    def close(self) -> None:
-        """Free the MuJoCo physics and rendering contexts (safe to call twice)."""
-        if not self._closed:
-            self._closed = True
-            self.shimmy_env.close()
-
 
 class _NumpyWithIn1d(types.ModuleType):
     """numpy plus the ``in1d`` alias that numpy 2.4 removed (used by dm-control 1.0.28's quadruped)."""
@@ -162,10 +123,7 @@ class _NumpyWithIn1d(types.ModuleType):
 def _import_suite() -> Any:
     """Import ``dm_control.suite`` after configuring the GL backend, with a helpful error."""
     configure_mujoco_gl()
-    try:
-        from dm_control import suite
-    except ImportError as exc:
-        raise ImportError(_INSTALL_HINT) from exc
+    suite = import_or_hint("dm_control.suite", _INSTALL_HINT)
     quadruped = getattr(suite, "quadruped", None)
     if quadruped is not None and not hasattr(quadruped.np, "in1d"):
         quadruped.np = _NumpyWithIn1d("numpy")  # scoped to that module; numpy itself is untouched
@@ -205,22 +163,17 @@ def make_dmc(
         ValueError: Unknown domain/task (the message lists valid ones) or bad ``obs_type``.
         ImportError: dm_control / shimmy are not installed.
     """
-    if obs_type not in OBS_TYPES:
-        raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
+    check_obs_type(obs_type)
+    height, width = size_pair(size)
     suite = _import_suite()
     if domain not in suite.TASKS_BY_DOMAIN:
         raise ValueError(f"Unknown DMC domain {domain!r}; valid domains: {sorted(suite.TASKS_BY_DOMAIN)}")
     tasks = list(suite.TASKS_BY_DOMAIN[domain])
     if task not in tasks:
         raise ValueError(f"Unknown task {task!r} for DMC domain {domain!r}; valid tasks: {tasks}")
-    try:
-        from shimmy import DmControlCompatibilityV0
-    except ImportError as exc:
-        raise ImportError(_INSTALL_HINT) from exc
-
-    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    shimmy = import_or_hint("shimmy", _INSTALL_HINT)
     if camera_id is None:
         camera_id = 2 if domain == "quadruped" else 0
     dm_env = suite.load(domain, task, task_kwargs={"random": seed, **task_kwargs})
-    env = DmControlCompatibilityV0(dm_env, render_mode="rgb_array")
-    return DMCEnv(env, obs_type, (int(height), int(width)), action_repeat, camera_id, render_mode)
+    env = shimmy.DmControlCompatibilityV0(dm_env, render_mode="rgb_array")
+    return DMCEnv(env, obs_type, (height, width), action_repeat, camera_id, render_mode)

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
 import numpy as np
 
 from sb3_worldmodels.envs import DMC_TASKS, dmc_env_id
+from sb3_worldmodels.envs.base import register_ids
 from sb3_worldmodels.envs.dmc import DMCEnv, make_dmc
 from sb3_worldmodels.envs.textures import plane_texture, random_colors, skybox_texture
 
@@ -523,12 +523,7 @@ def dmcr_env_id(domain: str, task: str) -> str:
 
 def register() -> None:
     """Register ``sb3wm/dmcr-{domain}-{task}-v0`` for each task of :data:`~sb3_worldmodels.envs.DMC_TASKS`."""
-    for domain, task in DMC_TASKS:
-        env_id = dmcr_env_id(domain, task)
-        if env_id not in gym.registry:
-            gym.register(
-                id=env_id,
-                entry_point="sb3_worldmodels.envs.dmcr:make_dmcr",
-                kwargs={"domain": domain, "task": task},
-                max_episode_steps=None,  # the env truncates itself at DMC's time limit
-            )
+    register_ids(  # no TimeLimit: the env truncates itself at DMC's time limit
+        ((dmcr_env_id(domain, task), {"domain": domain, "task": task}) for domain, task in DMC_TASKS),
+        "sb3_worldmodels.envs.dmcr:make_dmcr",
+    )

@@ -16,7 +16,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sb3_worldmodels.envs.dmc import OBS_TYPES
+from sb3_worldmodels.envs.base import (
+    PixelStateEnv,
+    check_obs_type,
+    disable_shadows,
+    import_or_hint,
+    register_ids,
+    size_pair,
+)
 from sb3_worldmodels.envs.rendering import configure_mujoco_gl
 
 if TYPE_CHECKING:
@@ -47,7 +54,7 @@ METAWORLD_TASKS: tuple[str, ...] = (
 UPSIDE_DOWN_CAMERAS: tuple[str, ...] = ("corner", "corner2", "corner3", "corner4")
 
 
-class MetaWorldEnv(gym.Env[Any, np.ndarray]):
+class MetaWorldEnv(PixelStateEnv):
     """Gymnasium view of one Meta-World task with pixel observations, action repeat and success flags.
 
     Each :meth:`step` applies the action ``action_repeat`` times and sums the rewards.
@@ -83,64 +90,30 @@ class MetaWorldEnv(gym.Env[Any, np.ndarray]):
             shadows: Keep Meta-World's shadow map and multisampling (about 8x slower at 64x64).
             render_mode: ``"rgb_array"`` or ``None``.
         """
-        if obs_type not in OBS_TYPES:
-            raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
-        if action_repeat < 1:
-            raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
+        super().__init__(env, obs_type, size, action_repeat, render_mode, env.observation_space.shape)
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         self.mw_env = env
-        self.obs_type = obs_type
-        self.height, self.width = size
-        self.action_repeat = action_repeat
         self.max_episode_steps = max_episode_steps
         self.success_bonus = float(success_bonus)
-        self.render_mode = render_mode
-        self.metadata = {"render_modes": ["rgb_array"], "render_fps": round(1.0 / self.dt)}
         # Meta-World raises if stepped past its own horizon: make it the same as ours, in simulator steps.
         env.max_path_length = sys.maxsize if max_episode_steps is None else max_episode_steps * action_repeat
         if not shadows:
-            # A 4096 shadow map + 4x multisampling: ~8x slower 64x64 frames; must precede the first render.
-            env.model.vis.quality.shadowsize = 0
-            env.model.vis.quality.offsamples = 0
+            # Meta-World's 4096 shadow map + 4x multisampling: ~8x slower 64x64 frames.
+            disable_shadows(env.model)
         camera_id = env.mujoco_renderer.camera_id
         self.camera = env.model.camera(camera_id).name
         self._flip = self.camera in UPSIDE_DOWN_CAMERAS
-
-        state_space = spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32)
-        image_space = spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)
-        self.observation_space = {
-            "pixels": image_space,
-            "state": state_space,
-            "both": spaces.Dict({"image": image_space, "state": state_space}),
-        }[obs_type]
         self.action_space = spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
-        self._frame: np.ndarray | None = None
         self._steps = 0
         self._episode_success = False
-        self._closed = False
 
-    @property
-    def dt(self) -> float:
-        """Seconds of simulated time per agent step."""
-        return float(self.mw_env.dt) * self.action_repeat
+    def _state(self, sim_obs: np.ndarray) -> np.ndarray:
+        return np.asarray(sim_obs, dtype=np.float32)
 
-    def _render_frame(self) -> np.ndarray:
-        if self._frame is None:
-            frame = self.mw_env.render()
-            self._frame = np.ascontiguousarray(frame[::-1] if self._flip else frame, dtype=np.uint8)
-        return self._frame
-
-    def _observation(self, state: np.ndarray) -> Any:
-        self._frame = None
-        if self.obs_type == "pixels":
-            return self._render_frame()
-        state = np.asarray(state, dtype=np.float32)
-        if self.obs_type == "state":
-            return state
-        return {"image": self._render_frame(), "state": state}
+    def _draw(self) -> np.ndarray:
+        frame = self.mw_env.render()
+        return frame[::-1] if self._flip else frame
 
     def _info(self, info: dict[str, Any], success: bool) -> dict[str, Any]:
         self._episode_success = self._episode_success or success
@@ -173,25 +146,11 @@ class MetaWorldEnv(gym.Env[Any, np.ndarray]):
         truncated = self.max_episode_steps is not None and self._steps >= self.max_episode_steps
         return self._observation(state), total, False, truncated, self._info(info, success)
 
-    def render(self) -> np.ndarray | None:  # type: ignore[override]
-        """Return the current RGB frame ``(H, W, 3)`` (``None`` when ``render_mode`` is ``None``)."""
-        return None if self.render_mode is None else self._render_frame()
-
-    def close(self) -> None:
-        """Free the MuJoCo rendering context (safe to call twice)."""
-        if not self._closed:
-            self._closed = True
-            self.mw_env.close()
-
 
 def _import_metaworld() -> Any:
     """Import ``metaworld`` after configuring the GL backend, with a helpful error."""
     configure_mujoco_gl()
-    try:
-        import metaworld
-    except ImportError as exc:
-        raise ImportError(_INSTALL_HINT) from exc
-    return metaworld
+    return import_or_hint("metaworld", _INSTALL_HINT)
 
 
 def make_metaworld(
@@ -231,17 +190,16 @@ def make_metaworld(
         ValueError: Unknown task or camera (the message lists valid ones), or bad ``obs_type``.
         ImportError: metaworld is not installed.
     """
-    if obs_type not in OBS_TYPES:
-        raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
+    check_obs_type(obs_type)
+    height, width = size_pair(size)
     name = task.removesuffix("-v3")
     if name not in METAWORLD_TASKS:
         raise ValueError(f"Unknown Meta-World task {task!r}; valid tasks: {list(METAWORLD_TASKS)}")
     metaworld = _import_metaworld()
-    height, width = (size, size) if isinstance(size, int) else tuple(size)
     # MT1's seed only picks the goal it hands to set_task; it is re-drawn at every reset below.
     benchmark = metaworld.MT1(f"{name}-v3", seed=0)
     env = benchmark.train_classes[f"{name}-v3"](
-        render_mode="rgb_array", camera_name=camera, width=int(width), height=int(height)
+        render_mode="rgb_array", camera_name=camera, width=width, height=height
     )
     if env.mujoco_renderer.camera_id < 0:
         names = [env.model.camera(i).name for i in range(env.model.ncam)]
@@ -255,7 +213,7 @@ def make_metaworld(
     if seed is not None:
         env.seed(seed)
     return MetaWorldEnv(
-        env, obs_type, (int(height), int(width)), action_repeat, max_episode_steps, success_bonus, shadows,
+        env, obs_type, (height, width), action_repeat, max_episode_steps, success_bonus, shadows,
         render_mode,
     )  # fmt: skip
 
@@ -267,13 +225,9 @@ def metaworld_env_id(task: str) -> str:
 
 def register() -> None:
     """Register ``sb3wm/metaworld-{task}-v0`` for every MT50 task (re-running is a no-op)."""
-    for task in METAWORLD_TASKS:
-        env_id = metaworld_env_id(task)
-        if env_id not in gym.registry:
-            gym.register(
-                id=env_id,
-                entry_point="sb3_worldmodels.envs.metaworld:make_metaworld",
-                # gym.make consumes `max_episode_steps` itself (TimeLimit, in agent steps): the env keeps none
-                kwargs={"task": task, "max_episode_steps": None},
-                max_episode_steps=500,
-            )
+    register_ids(
+        # gym.make consumes `max_episode_steps` itself (TimeLimit, in agent steps): the env keeps none
+        ((metaworld_env_id(task), {"task": task, "max_episode_steps": None}) for task in METAWORLD_TASKS),
+        "sb3_worldmodels.envs.metaworld:make_metaworld",
+        max_episode_steps=500,
+    )

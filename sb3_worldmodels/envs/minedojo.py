@@ -34,6 +34,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sb3_worldmodels.envs.base import check_action_repeat, check_render_mode, register_ids, size_pair
+
 __all__ = [
     "ACTION_TYPES",
     "DISCRETE_ACTIONS",
@@ -287,14 +289,12 @@ class MineDojoEnv(gym.Env[np.ndarray, Any]):
     ) -> None:
         if action_type not in ACTION_TYPES:
             raise ValueError(f"action_type must be one of {ACTION_TYPES}, got {action_type!r}")
-        if action_repeat < 1:
-            raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
+        check_action_repeat(action_repeat)
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
+        check_render_mode(render_mode)
         self.make_sim = make_sim
-        self.height, self.width = size
+        self.height, self.width = size_pair(size)
         self.action_type = action_type
         self.action_repeat = action_repeat
         self.max_episode_steps = max_episode_steps
@@ -509,9 +509,8 @@ def make_minedojo(
         ImportError: ``minedojo`` is missing (the message says what to install).
         RuntimeError: JDK 8 is missing.
     """
-    height, width = (size, size) if isinstance(size, int) else tuple(size)
-    sim_size = (height, width) if sim_size is None else sim_size
-    sim_h, sim_w = (sim_size, sim_size) if isinstance(sim_size, int) else tuple(sim_size)
+    height, width = size_pair(size)
+    sim_h, sim_w = (height, width) if sim_size is None else size_pair(sim_size, "sim_size")
     check_minedojo_available()
     if headless if headless is not None else not os.environ.get("DISPLAY"):
         os.environ["MINEDOJO_HEADLESS"] = "1"
@@ -528,7 +527,7 @@ def make_minedojo(
 
     return MineDojoEnv(
         make_sim,
-        size=(int(height), int(width)),
+        size=(height, width),
         action_type=action_type,
         action_repeat=action_repeat,
         max_episode_steps=max_episode_steps,
@@ -541,11 +540,7 @@ def make_minedojo(
 
 def register() -> None:
     """Register ``sb3wm/minedojo-hunt-cow-v0`` and ``sb3wm/minedojo-v0`` (``task=...``), once."""
-    for env_id, kwargs in (("sb3wm/minedojo-hunt-cow-v0", {"task": "hunt-cow"}), ("sb3wm/minedojo-v0", {})):
-        if env_id not in gym.registry:
-            gym.register(
-                id=env_id,
-                entry_point="sb3_worldmodels.envs.minedojo:make_minedojo",
-                kwargs=kwargs,
-                max_episode_steps=None,  # the env truncates itself at max_episode_steps
-            )
+    register_ids(  # no TimeLimit: the env truncates itself at max_episode_steps
+        [("sb3wm/minedojo-hunt-cow-v0", {"task": "hunt-cow"}), ("sb3wm/minedojo-v0", {})],
+        "sb3_worldmodels.envs.minedojo:make_minedojo",
+    )
