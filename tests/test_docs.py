@@ -84,14 +84,15 @@ def _outputs_text(nb: object) -> str:
     return "".join(parts)
 
 
-def test_quickstart_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _run_notebook(path: Path, tiny_parameters: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+    """Execute a tutorial notebook with its ``parameters`` cell replaced by a tiny budget; return it executed."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     pytest.importorskip("matplotlib")
     pytest.importorskip("dm_control")
 
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb = nbformat.read(path, as_version=4)
     # outputs are not committed
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -100,8 +101,8 @@ def test_quickstart_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert len(params) == 1, "the notebook needs exactly one cell tagged 'parameters'"
     assert nb.cells.index(params[0]) == next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
     names = set(re.findall(r"^([A-Z_]+) =", params[0].source, re.M))
-    assert names == set(re.findall(r"^([A-Z_]+) =", TINY_PARAMETERS, re.M)), "update TINY_PARAMETERS"
-    params[0].source = TINY_PARAMETERS
+    assert names == set(re.findall(r"^([A-Z_]+) =", tiny_parameters, re.M)), "update the tiny parameters"
+    params[0].source = tiny_parameters
     # check that the kernel is this interpreter (the venv's ipykernel), not some other python on the machine
     nb.cells.insert(0, nbformat.v4.new_code_cell("import sys\nprint('kernel prefix:', sys.prefix)"))
 
@@ -112,18 +113,55 @@ def test_quickstart_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute()
+    assert f"kernel prefix: {sys.prefix}" in _outputs_text(nb)
+    return nb
 
+
+def _count_images(nb: object) -> int:
+    return sum(
+        "image/png" in out.get("data", {})
+        for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])  # type: ignore[attr-defined]
+    )
+
+
+def test_quickstart_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = _run_notebook(NOTEBOOK, TINY_PARAMETERS, tmp_path, monkeypatch)
     text = _outputs_text(nb)
-    assert f"kernel prefix: {sys.prefix}" in text, text[:500]
     updates = re.search(r"env steps: (\d+), updates: (\d+)", text)
     assert updates, text
     assert int(updates.group(1)) == 80 and int(updates.group(2)) > 0, updates.group(0)
     assert "open-loop video: (2, 16, 3, 64, 192) torch.uint8" in text, text
     assert "harmonizer restored: True" in text
     assert re.search(r"score: -?\d+\.\d \+/- \d+\.\d over 1 episode", text), text
-    images = sum(
-        "image/png" in out.get("data", {})
-        for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
-    )
+    images = _count_images(nb)
     assert images >= 3, f"expected the frame, coefficient and open-loop figures, got {images} images"
     assert (tmp_path / "harmony_cartpole.zip").exists()
+
+
+CONTEXTWM_NOTEBOOK = DOCS / "notebooks" / "contextwm_pretrain_finetune.ipynb"
+CONTEXTWM_TINY_PARAMETERS = """\
+EPISODES_PER_DOMAIN = 1
+EPISODE_SECONDS = 0.6
+PRETRAIN_STEPS = 3
+PRETRAIN_BATCH = 2
+SEQUENCE_LENGTH = 8
+MODEL_SIZE = "tiny"
+FINETUNE_STEPS = 40
+FINETUNE_BATCH = 2
+TRAIN_RATIO = 16
+EVAL_EPISODES = 1
+SEED = 0
+"""
+
+
+def test_contextwm_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pre-train on recorded DMC clips + real mp4 footage, inspect, fine-tune ContextDreamer: all with a tiny budget."""
+    pytest.importorskip("av")
+    nb = _run_notebook(CONTEXTWM_NOTEBOOK, CONTEXTWM_TINY_PARAMETERS, tmp_path, monkeypatch)
+    text = _outputs_text(nb)
+    assert re.search(r"\d+ simulator clips, \d+ in-the-wild clips", text), text
+    assert "model.safetensors" in text and "config.json" in text, text
+    updates = re.search(r"env steps: (\d+), updates: (\d+)", text)
+    assert updates and int(updates.group(1)) == 40 and int(updates.group(2)) > 0, text
+    assert re.search(r"evaluation return: -?\d+\.\d", text), text
+    assert _count_images(nb) >= 3
