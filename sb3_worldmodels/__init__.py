@@ -7,8 +7,20 @@ registers the gymnasium ids ``sb3wm/...`` (DMC and the other benchmark suites).
 from sb3_worldmodels import envs as _envs  # noqa: F401  (registers the gymnasium ids)
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
 from sb3_worldmodels.common.harmony import Harmonizer
+from sb3_worldmodels.contextwm import APV, ContextDreamer
 from sb3_worldmodels.dreamer import DreamerHarmony, DreamerV2, DreamerV3
+from sb3_worldmodels.drqv2 import DrQv2
 
 __version__ = "0.1.0"
 
-__all__ = ["DreamerV3", "DreamerV2", "DreamerHarmony", "Harmonizer", "SequenceReplayBuffer", "__version__"]
+__all__ = [
+    "APV",
+    "ContextDreamer",
+    "DreamerV3",
+    "DreamerV2",
+    "DreamerHarmony",
+    "DrQv2",
+    "Harmonizer",
+    "SequenceReplayBuffer",
+    "__version__",
+]

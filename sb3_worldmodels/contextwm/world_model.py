@@ -30,7 +30,7 @@ from sb3_worldmodels.common.rssm import RSSM, State
 from sb3_worldmodels.contextwm.bonus import VideoIntrinsicBonus
 from sb3_worldmodels.contextwm.config import ContextWMConfig
 from sb3_worldmodels.contextwm.context import ContextEncoder, augment_context, random_erasing, select_context
-from sb3_worldmodels.dreamer.world_model import WorldModel, kl_loss_terms
+from sb3_worldmodels.dreamer.world_model import WorldModel, kl_loss_terms, openloop_features, openloop_grid
 
 __all__ = ["PRETRAINED_MODULES", "StackedWorldModel", "VideoModules", "VideoWorldModel"]
 
@@ -103,11 +103,7 @@ class VideoModules:
 
     def _video(self, truth: Tensor, recon: Tensor) -> Tensor:
         """uint8 (B, T, C, H, 3W) real | predicted | error frames from float images."""
-        off = self.cfg.image_offset
-        recon = (recon - off).clamp(0, 1)
-        truth = (truth - off).clamp(0, 1)
-        video = torch.cat([truth, recon, (recon - truth + 1) / 2], -1)
-        return (video * 255).round().to(torch.uint8)
+        return openloop_grid(truth, recon, self.cfg.image_offset)
 
 
 class VideoWorldModel(nn.Module, VideoModules):
@@ -144,13 +140,8 @@ class VideoWorldModel(nn.Module, VideoModules):
         """
         x = self.to_float(images)
         post, _ = self.af_rssm.observe(self.encoder(x[:, :context]), None, is_first[:, :context])
-        state = {k: v[:, -1] for k, v in post.items()}
-        feats = [self.af_rssm.feat(post)]
-        for _ in range(context, x.shape[1]):
-            state = self.af_rssm.img_step(state, None)
-            feats.append(self.af_rssm.feat(state)[:, None])
-        ctx = self.context_maps(x[:, :context])
-        return self._video(x, self.decoder(torch.cat(feats, 1), ctx))
+        feat = openloop_features(self.af_rssm, post, None, x.shape[1])
+        return self._video(x, self.decoder(feat, self.context_maps(x[:, :context])))
 
 
 class StackedWorldModel(WorldModel, VideoModules):
@@ -274,9 +265,5 @@ class StackedWorldModel(WorldModel, VideoModules):
         x = self.preprocess(observations)[self.image_key]
         actions = self.model_actions(prev_actions)
         _, _, post, _ = self.observe(self.encoder(x[:, :context]), actions[:, :context], is_first[:, :context])
-        state = {k: v[:, -1] for k, v in post.items()}
-        feats = [self.rssm.feat(post)]
-        for t in range(context, x.shape[1]):
-            state = self.rssm.img_step(state, actions[:, t])
-            feats.append(self.rssm.feat(state)[:, None])
-        return self._video(x, self.decoder(torch.cat(feats, 1), self.context_maps(x[:, :context])))
+        feat = openloop_features(self.rssm, post, actions, x.shape[1])
+        return self._video(x, self.decoder(feat, self.context_maps(x[:, :context])))

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import io
-import pathlib
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_worldmodels.common.algorithm import AtomicSaveMixin
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
-from sb3_worldmodels.common.io import atomic_path
 from sb3_worldmodels.common.video import log_video, openloop_frames
 from sb3_worldmodels.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy, RecurrentState
 
@@ -37,7 +33,7 @@ VERSION_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class Dreamer(OffPolicyAlgorithm):
+class Dreamer(AtomicSaveMixin, OffPolicyAlgorithm):
     """Dreamer: learn an RSSM world model from replayed sequences and an actor-critic inside it.
 
     Training follows the replay ratio of DreamerV3: ``train_ratio`` replayed steps per environment step,
@@ -145,29 +141,6 @@ class Dreamer(OffPolicyAlgorithm):
         self.policy_class._check_observation_space(self.observation_space)  # type: ignore[attr-defined]
         super()._setup_model()
 
-    def save(
-        self,
-        path: str | pathlib.Path | io.BufferedIOBase,
-        exclude: Iterable[str] | None = None,
-        include: Iterable[str] | None = None,
-    ) -> None:
-        """SB3's ``save`` (zip with every network and optimizer), written atomically for file paths."""
-        if isinstance(path, io.BufferedIOBase):
-            return super().save(path, exclude, include)
-        target = pathlib.Path(path)
-        target = target if target.suffix else target.with_suffix(".zip")
-        with atomic_path(target, suffix=".zip") as tmp:
-            super().save(tmp, exclude, include)
-
-    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
-        """SB3's ``save_replay_buffer``, written atomically for file paths."""
-        if isinstance(path, io.BufferedIOBase):
-            return super().save_replay_buffer(path)
-        target = pathlib.Path(path)
-        target = target if target.suffix else target.with_suffix(".pkl")
-        with atomic_path(target, suffix=".pkl") as tmp:
-            super().save_replay_buffer(tmp)
-
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.wm_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"], []
 
@@ -199,18 +172,6 @@ class Dreamer(OffPolicyAlgorithm):
                 scaled = np.clip(scaled + action_noise(), -1, 1)
             return self.policy.unscale_action(scaled), scaled
         return unscaled, unscaled
-
-    def _store_transition(
-        self,
-        replay_buffer: ReplayBuffer,
-        buffer_action: np.ndarray,
-        new_obs: np.ndarray | dict[str, np.ndarray],
-        reward: np.ndarray,
-        dones: np.ndarray,
-        infos: list[dict[str, Any]],
-    ) -> None:
-        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
-        self._last_episode_starts = np.asarray(dones, dtype=bool)
 
     # ------------------------------------------------------------------------------------------ training
     def train(self, gradient_steps: int, batch_size: int = 16) -> None:

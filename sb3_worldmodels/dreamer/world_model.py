@@ -17,7 +17,10 @@ from sb3_worldmodels.common.nets import MLP, ConvDecoder, ConvEncoder
 from sb3_worldmodels.common.rssm import RSSM, State
 from sb3_worldmodels.dreamer.config import DreamerConfig
 
-__all__ = ["WorldModel", "kl_loss_terms", "obs_to_dict", "action_to_model", "split_spaces"]
+__all__ = [
+    "WorldModel", "kl_loss_terms", "obs_to_dict", "action_to_model", "openloop_features", "openloop_grid",
+    "split_spaces",
+]
 
 SINGLE_KEY = "obs"
 
@@ -69,6 +72,29 @@ def kl_loss_terms(cfg: DreamerConfig, dyn: Tensor, rep: Tensor) -> tuple[Tensor,
         rep_loss = torch.clamp(rep.mean(), min=cfg.kl_free)
         kl_loss = cfg.kl_scale * (cfg.kl_balance * dyn_loss + (1 - cfg.kl_balance) * rep_loss)
     return kl_loss, {"dyn_loss": dyn_loss.detach(), "rep_loss": rep_loss.detach(), "kl": dyn.detach().mean()}
+
+
+def openloop_features(rssm: RSSM, post: State, actions: Tensor | None, length: int) -> Tensor:
+    """Features (B, length, F): the ``post`` states of the observed steps, then the prior rolled forward.
+
+    :param post: posteriors (B, context, ...) of the first ``context`` steps.
+    :param actions: (B, length, A) model actions (action t leads to step t), or ``None`` for an action-free RSSM.
+    """
+    context = post["deter"].shape[1]
+    state = {k: v[:, -1] for k, v in post.items()}
+    feats = [rssm.feat(post)]
+    for t in range(context, length):
+        state = rssm.img_step(state, None if actions is None else actions[:, t])
+        feats.append(rssm.feat(state)[:, None])
+    return torch.cat(feats, 1)
+
+
+def openloop_grid(truth: Tensor, recon: Tensor, offset: float) -> Tensor:
+    """uint8 (..., C, H, 3W) frames real | predicted | error from preprocessed images (``offset`` added on input)."""
+    recon = (recon - offset).clamp(0, 1)
+    truth = (truth - offset).clamp(0, 1)
+    video = torch.cat([truth, recon, (recon - truth + 1) / 2], -1)
+    return (video * 255).round().to(torch.uint8)
 
 
 def obs_to_dict(obs: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
@@ -268,18 +294,5 @@ class WorldModel(nn.Module):
         actions = self.model_actions(prev_actions)
         embed = self.encode(obs)
         post, _ = self.rssm.observe(embed[:, :context], actions[:, :context], is_first[:, :context])
-        state = {k: v[:, -1] for k, v in post.items()}
-        states = [state]
-        for t in range(context, embed.shape[1]):
-            state = self.rssm.img_step(state, actions[:, t])
-            states.append(state)
-        feat_ctx = self.rssm.feat(post)
-        feat_img = torch.stack([self.rssm.feat(s) for s in states[1:]], 1)
-        recon = torch.cat([self.decoders[key](feat_ctx), self.decoders[key](feat_img)], 1)
-        truth = obs[key]
-        off = self.cfg.image_offset
-        recon = (recon - off).clamp(0, 1)
-        truth = (truth - off).clamp(0, 1)
-        error = (recon - truth + 1) / 2
-        video = torch.cat([truth, recon, error], -1)
-        return (video * 255).round().to(torch.uint8)
+        feat = openloop_features(self.rssm, post, actions, embed.shape[1])
+        return openloop_grid(obs[key], self.decoders[key](feat), self.cfg.image_offset)

@@ -1,0 +1,86 @@
+"""Image augmentation on batches: DrQ-v2's random shift.
+
+:func:`random_shift` moves every image of a ``(N, C, H, W)`` batch by its own whole-pixel offset in
+``[-pad, pad]`` along each axis, filling the uncovered border by replicating the edge pixels, in one call:
+the output of DrQ-v2's ``RandomShiftsAug`` (Yarats et al., 2021), which pads by ``pad`` and resamples with a
+bilinear ``grid_sample``. Because the offsets are whole pixels, the bilinear weights land on pixel centres
+and the result is a crop of the padded image: values are moved, never blended. :class:`RandomShift` wraps it
+as an ``nn.Module``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["RandomShift", "random_shift", "shift_grid"]
+
+
+def shift_grid(shifts: Tensor, height: int, width: int) -> Tensor:
+    """Sampling grid for ``F.grid_sample`` that moves each image by whole pixels.
+
+    :param shifts: ``(N, 2)`` offsets ``(dx, dy)`` in pixels (whole numbers, any floating dtype): output pixel
+        ``(i, j)`` of image ``n`` samples input pixel ``(i + dy, j + dx)``.
+    :param height: image height.
+    :param width: image width.
+    :return: ``(N, height, width, 2)`` grid of normalised ``(x, y)`` pixel-centre coordinates
+        (``align_corners=False``).
+    """
+    kw = dict(device=shifts.device, dtype=shifts.dtype)
+    xs = torch.linspace(-1.0 + 1.0 / width, 1.0 - 1.0 / width, width, **kw)  # type: ignore[arg-type]
+    ys = torch.linspace(-1.0 + 1.0 / height, 1.0 - 1.0 / height, height, **kw)  # type: ignore[arg-type]
+    base = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), dim=-1)  # (H, W, 2) as (x, y)
+    scale = torch.tensor([2.0 / width, 2.0 / height], **kw)  # type: ignore[arg-type]
+    return base[None] + (shifts * scale)[:, None, None, :]
+
+
+def random_shift(images: Tensor, pad: int = 4, generator: torch.Generator | None = None) -> Tensor:
+    """Shift each image of a batch by its own random whole-pixel offset of at most ``pad`` (DrQ-v2's aug).
+
+    The result is DrQ-v2's: the image padded by ``pad`` replicated border pixels and resampled (bilinear
+    ``grid_sample``) at an offset drawn uniformly from ``{0, ..., 2 * pad}`` along each axis. The padded batch
+    is never built: sampling the unpadded image with ``padding_mode="border"`` clamps out-of-image coordinates
+    to the edge, which is the same replicate padding without the extra pass over the batch.
+
+    :param images: ``(N, C, H, W)`` floating-point batch (uint8 images must be converted first, e.g.
+        ``x.float()``; the values are not rescaled).
+    :param pad: largest shift in pixels along each axis; ``0`` returns ``images`` itself.
+    :param generator: optional ``torch.Generator`` for the offsets (on the images' device).
+    :return: the shifted batch, same shape, dtype and device.
+    :raises ValueError: if ``images`` is not a 4-d floating-point tensor or ``pad`` is negative.
+    """
+    if images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(
+            f"random_shift takes a (N, C, H, W) floating-point batch, got shape {tuple(images.shape)} and "
+            f"dtype {images.dtype}; convert uint8 images with images.float() and add a batch dim for a "
+            "single image."
+        )
+    if pad < 0:
+        raise ValueError(f"pad must be >= 0, got {pad}.")
+    if pad == 0:
+        return images
+    n, _, h, w = images.shape
+    shifts = torch.randint(-pad, pad + 1, (n, 2), device=images.device, generator=generator).to(images.dtype)
+    grid = shift_grid(shifts, h, w)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class RandomShift(nn.Module):
+    """:func:`random_shift` as a module (no parameters): ``RandomShift(pad=4)(images)``.
+
+    :param pad: largest shift in pixels along each axis.
+    """
+
+    def __init__(self, pad: int = 4) -> None:
+        super().__init__()
+        if pad < 0:
+            raise ValueError(f"pad must be >= 0, got {pad}.")
+        self.pad = pad
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Shift each image of ``(N, C, H, W)`` ``images`` by a random offset in ``[-pad, pad]``."""
+        return random_shift(images, self.pad)
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"pad={self.pad}"
