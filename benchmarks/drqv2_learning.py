@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import plot  # noqa: E402
+from learning import curve_recorder, plot  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -81,27 +81,14 @@ def make_model(task: str, algo: str, seed: int, args: dict[str, Any]) -> tuple[A
 def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[str, Any]]:
     """Train one (algo, seed) and return its evaluation curve."""
     import torch
-    from stable_baselines3.common.callbacks import EvalCallback
 
     torch.set_num_threads(args["threads"])
     spec = TASKS[task]
     model, eval_env = make_model(task, algo, seed, args)
     curve: list[dict[str, Any]] = []
-    start = time.time()
-
-    class Recorder(EvalCallback):
-        def _on_step(self) -> bool:
-            out = super()._on_step()
-            if self.n_calls % self.eval_freq == 0:
-                curve.append({"task": task, "algo": algo, "seed": seed, "step": self.num_timesteps,
-                              "frames": self.num_timesteps * FRAMES_PER_STEP,
-                              "eval_return": float(self.last_mean_reward),
-                              "wall_seconds": round(time.time() - start, 1)})
-                print(curve[-1], flush=True)
-            return out
-
     every = args["eval_every"] or spec["eval_every"]
-    recorder = Recorder(eval_env, eval_freq=every, n_eval_episodes=args["eval_episodes"], verbose=0)
+    recorder = curve_recorder(eval_env, every, args["eval_episodes"], curve,
+                              {"task": task, "algo": algo, "seed": seed}, FRAMES_PER_STEP)
     model.learn(args["steps"] or spec["steps"], callback=recorder)
     return curve
 

@@ -36,7 +36,6 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
     import gymnasium as gym
     import torch
     from stable_baselines3 import SAC
-    from stable_baselines3.common.callbacks import EvalCallback
     from stable_baselines3.common.monitor import Monitor
 
     import sb3_worldmodels
@@ -53,21 +52,35 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
                     sequence_length=args["sequence_length"], train_ratio=args["train_ratio"],
                     policy_kwargs=dict(model_size=args["model_size"]))
     curve: list[dict[str, Any]] = []
+    steps = args["steps"] or spec["steps"]
+    every = args["eval_every"] or spec["eval_every"]
+    recorder = curve_recorder(eval_env, every, args["eval_episodes"], curve,
+                              {"task": task, "algo": algo, "seed": seed}, spec["frames_per_step"])
+    model.learn(steps, callback=recorder)
+    return curve
+
+
+def curve_recorder(
+    eval_env: Any, eval_freq: int, n_eval_episodes: int, curve: list[dict[str, Any]], row: dict[str, Any],
+    frames_per_step: int = 1,
+) -> Any:
+    """An SB3 ``EvalCallback`` that appends ``{**row, step, frames, eval_return, wall_seconds}`` to ``curve`` after
+    every evaluation (and prints it)."""
+    from stable_baselines3.common.callbacks import EvalCallback
+
     start = time.time()
 
     class Recorder(EvalCallback):
         def _on_step(self) -> bool:
             out = super()._on_step()
             if self.n_calls % self.eval_freq == 0:
-                curve.append({"task": task, "algo": algo, "seed": seed, "step": self.num_timesteps,
-                              "eval_return": float(self.last_mean_reward), "wall_seconds": round(time.time() - start, 1)})
+                curve.append({**row, "step": self.num_timesteps, "frames": self.num_timesteps * frames_per_step,
+                              "eval_return": float(self.last_mean_reward),
+                              "wall_seconds": round(time.time() - start, 1)})
                 print(curve[-1], flush=True)
             return out
 
-    steps = args["steps"] or spec["steps"]
-    every = args["eval_every"] or spec["eval_every"]
-    model.learn(steps, callback=Recorder(eval_env, eval_freq=every, n_eval_episodes=args["eval_episodes"], verbose=0))
-    return curve
+    return Recorder(eval_env, eval_freq=eval_freq, n_eval_episodes=n_eval_episodes, verbose=0)
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
