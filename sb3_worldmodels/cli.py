@@ -3,8 +3,9 @@
     sb3wm demo --steps 2500 --out demo_out
     sb3wm train DreamerHarmony sb3wm/dmc-cartpole-swingup-v0 --steps 100000 --model-size S --out runs/h
     sb3wm collect-videos --env sb3wm/dmc-walker-walk-v0 --episodes 100 --policy random --out videos/walker
+    sb3wm pretrain contextwm --data ssv2=/data/ssv2:list.txt --data sim=videos/walker@0.5 --steps 200000 --out ckpt/ctx
 
-Pre-training, prediction and benchmarks join this command as their issues land.
+Prediction and benchmarks join this command as their issues land.
 """
 
 from __future__ import annotations
@@ -131,8 +132,16 @@ def main(argv: list[str] | None = None) -> None:
     p_collect.add_argument("--max-episode-steps", type=int, default=None)
     p_collect.add_argument("--algo", default=None, help="the agent's algorithm when it cannot be read from the zip")
     p_collect.add_argument("--env-kwargs", default="{}", help='JSON of gym.make keywords, e.g. \'{"size": 96}\'')
+    from sb3_worldmodels.pretrain import add_arguments as add_pretrain_arguments
+
+    add_pretrain_arguments(sub.add_parser("pretrain", help="pre-train an APV / ContextWM world model on videos "
+                                          "(also under torchrun: python -m sb3_worldmodels.pretrain)"))
     args = parser.parse_args(argv)
-    if args.command == "collect-videos":
+    if args.command == "pretrain":
+        from sb3_worldmodels.pretrain import run_from_args
+
+        record = run_from_args(args)
+    elif args.command == "collect-videos":
         from sb3_worldmodels.data import record_episodes
 
         paths = record_episodes(args.env, args.episodes, args.policy, args.out, seed=args.seed,

@@ -131,3 +131,43 @@ def test_bad_spaces_and_options() -> None:
         ContextDreamer("CnnPolicy", _dot(), policy_kwargs=dict(model_size="tiny", context_mode="middle"))
     with pytest.raises(TypeError, match="Unknown Dreamer policy_kwargs"):
         ContextDreamer("CnnPolicy", _dot(), policy_kwargs=dict(model_size="tiny", contxt=True))
+
+
+@pytest.mark.parametrize("kind,source", [("contextwm", "dmc"), ("apv", "mp4")])
+def test_pretrain_then_finetune_round_trip(tmp_path: Path, kind: str, source: str) -> None:
+    """Pre-train on recorded simulator clips / real mp4 footage, then fine-tune from the checkpoint: the pre-trained
+    modules arrive exactly (sizes read from the checkpoint) and stay frozen during the warm-up."""
+    from sb3_worldmodels.contextwm.checkpoint import load_video_model
+    from sb3_worldmodels.data import NpzEpisodeDataset, VideoFileDataset, record_episodes, sample_videos
+    from sb3_worldmodels.pretrain import pretrain
+
+    if source == "dmc":
+        files = record_episodes("sb3wm/dmc-walker-walk-v0", 1, out_dir=tmp_path / "videos", progress_bar=False,
+                                env_kwargs=dict(time_limit=0.6))
+        data: Any = NpzEpisodeDataset(files, clip_length=8)
+    else:
+        pytest.importorskip("av")
+        data = VideoFileDataset([p for p in sample_videos() if "carphone" in p.name], clip_length=8)
+    ckpt = tmp_path / "ckpt"
+    pretrain(kind, data, steps=2, out=ckpt, batch_size=2, sequence_length=8, model_size="tiny", progress_bar=False,
+             log_interval=1, video_interval=0)
+    video_model = load_video_model(ckpt)
+
+    cls = ContextDreamer if kind == "contextwm" else APV
+    agent = cls("CnnPolicy", gym.make(CARTPOLE, time_limit=0.5), pretrained=str(ckpt), learning_starts=32,
+                batch_size=2, sequence_length=8, train_ratio=16, seed=0, policy_kwargs=dict(warmup_updates=100))
+    assert agent.policy.cfg.model_size == "tiny"
+    wm = agent.policy.world_model
+    names = ["encoder", "af_rssm", "decoder"] + (["context_encoder"] if kind == "contextwm" else [])
+    for name in names:
+        _assert_equal(getattr(video_model, name).state_dict(), getattr(wm, name).state_dict(), name)
+    agent.learn(48)
+    assert agent._n_updates > 0
+    for name in ("encoder", "af_rssm"):  # lr 0 during the warm-up: still the pre-trained weights
+        for key, value in getattr(video_model, name).state_dict().items():
+            if value.is_floating_point() and "running" not in key and "num_batches" not in key:
+                assert torch.equal(value, getattr(wm, name).state_dict()[key]), f"{name}.{key}"
+    # the reloaded agent does not read the checkpoint again
+    agent.save(tmp_path / "agent.zip")
+    (ckpt / "model.safetensors").unlink()
+    cls.load(tmp_path / "agent.zip", env=gym.make(CARTPOLE, time_limit=0.5))

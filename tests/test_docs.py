@@ -40,7 +40,7 @@ def test_sphinx_build_without_warnings(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, f"sphinx failed (warnings are errors):\n{result.stdout}\n{result.stderr}"
     for page in ("index", "guide/install", "guide/quickstart", "guide/harmonizer", "guide/deviations",
-                 "modules/dreamer", "guide/environments", "guide/environments/dmc",
+                 "modules/dreamer", "modules/drqv2", "modules/contextwm", "guide/pretraining", "guide/environments", "guide/environments/dmc",
                  "guide/environments/metaworld", "guide/environments/dmcr", "guide/environments/atari",
                  "guide/environments/crafter", "guide/environments/minedojo", "guide/video_data", "api"):
         assert (out / f"{page}.html").exists(), page

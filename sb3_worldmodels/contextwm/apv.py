@@ -8,6 +8,8 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv
 
 from sb3_worldmodels.common.video import log_video
+from sb3_worldmodels.contextwm.checkpoint import read_config
+from sb3_worldmodels.contextwm.config import ARCHITECTURE_FIELDS
 from sb3_worldmodels.contextwm.policies import APVPolicy
 from sb3_worldmodels.dreamer.dreamer import Dreamer
 
@@ -24,7 +26,8 @@ class APV(Dreamer):
 
     :param policy: ``"CnnPolicy"`` (a single image observation).
     :param env: environment or its gymnasium id.
-    :param pretrained: directory written by ``sb3wm pretrain apv`` (``None``: train from scratch).
+    :param pretrained: directory written by ``sb3wm pretrain apv`` (``None``: train from scratch). The network sizes
+        of the pre-trained modules are taken from its ``config.json`` unless ``policy_kwargs`` sets them.
     :param version: ``"v2"`` (default, as the papers) or ``"v3"``.
     :param kwargs: every other :class:`~sb3_worldmodels.dreamer.dreamer.Dreamer` parameter; ``policy_kwargs``
         takes ``model_size`` and any :class:`~sb3_worldmodels.contextwm.config.ContextWMConfig` field
@@ -60,6 +63,11 @@ class APV(Dreamer):
         self.policy_kwargs = {"context": self.use_context, **self.policy_kwargs}
         path = self.__dict__.pop("_pretrained_to_load", None)
         if path is not None:
+            # build the pre-trained modules as the checkpoint was built (explicit policy_kwargs win)
+            ckpt = read_config(path)
+            for key in ("model_size", *ARCHITECTURE_FIELDS):
+                if key != "context" and key in ckpt:
+                    self.policy_kwargs.setdefault(key, ckpt[key])
             self.policy_kwargs["pretrained"] = path
         super()._setup_model()
         self.policy_kwargs.pop("pretrained", None)
