@@ -433,8 +433,11 @@ def pretrain(
         logger = None
         if info.is_main:
             log_dir = out / "tb"
-            if step > 0 and (log_dir / "progress.csv").is_file():  # SB3's csv writer truncates: keep the history
-                (log_dir / "progress.csv").rename(log_dir / f"progress.until_step_{step}.csv")
+            csv_log = log_dir / "progress.csv"
+            kept = log_dir / f"progress.until_step_{step}.csv"
+            # SB3's csv writer truncates: keep the history (never overwrite a kept one with an empty log)
+            if step > 0 and csv_log.is_file() and csv_log.stat().st_size > 0 and not kept.exists():
+                csv_log.rename(kept)
             logger = configure(str(log_dir), ["stdout", "csv", "tensorboard"])
         sums: dict[str, Tensor] = {}
         window_steps, window_start, run_start, start_step = 0, time.perf_counter(), time.perf_counter(), step
