@@ -434,9 +434,12 @@ def pretrain(
         if info.is_main:
             log_dir = out / "tb"
             csv_log = log_dir / "progress.csv"
-            kept = log_dir / f"progress.until_step_{step}.csv"
-            # SB3's csv writer truncates: keep the history (never overwrite a kept one with an empty log)
-            if step > 0 and csv_log.is_file() and csv_log.stat().st_size > 0 and not kept.exists():
+            # SB3's csv writer truncates: keep the history (never overwrite a kept one, never keep an empty one)
+            if step > 0 and csv_log.is_file() and csv_log.stat().st_size > 0:
+                kept, n = log_dir / f"progress.until_step_{step}.csv", 1
+                while kept.exists():
+                    n += 1
+                    kept = log_dir / f"progress.until_step_{step}.{n}.csv"
                 csv_log.rename(kept)
             logger = configure(str(log_dir), ["stdout", "csv", "tensorboard"])
         sums: dict[str, Tensor] = {}
