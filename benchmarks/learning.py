@@ -44,6 +44,7 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
     spec = TASKS[task]
     env = gym.make(spec["env"], **spec["env_kwargs"])
     eval_env = Monitor(gym.make(spec["env"], **spec["env_kwargs"]))
+    eval_env.reset(seed=10_000 + seed)  # EvalCallback does not seed it: later resets continue this stream
     if algo == "SAC":
         model: Any = SAC("MlpPolicy", env, seed=seed, learning_rate=1e-3 if task == "pendulum" else 3e-4)
     else:
