@@ -22,7 +22,6 @@ algo, seed, step, frames, eval_return, wall_seconds), .png (mean and min/max ove
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import multiprocessing as mp
 import sys
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import curve_recorder, plot  # noqa: E402
+from learning import curve_recorder, write_curves  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -121,13 +120,8 @@ def main() -> None:
         curves = pool.starmap(run_one, jobs)
     rows = [row for curve in curves for row in curve]
     name = f"drqv2_learning_{args.task}{'_' + args.tag if args.tag else ''}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS / f"{name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     spec = TASKS[args.task]
-    plot(rows, RESULTS / f"{name}.png", f"DMC {args.task} from 64x64 pixels (x2 = frames)")
+    write_curves(rows, name, f"DMC {args.task} from 64x64 pixels (x2 = frames)")
     final = {}
     for algo in args.algos:
         mine = [r for r in rows if r["algo"] == algo]

@@ -84,6 +84,16 @@ def curve_recorder(
     return Recorder(eval_env, eval_freq=eval_freq, n_eval_episodes=n_eval_episodes, verbose=0)
 
 
+def write_curves(rows: list[dict[str, Any]], name: str, title: str) -> None:
+    """Write the curve rows to ``benchmarks/results/<name>.csv`` and their plot to ``<name>.png``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / f"{name}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, RESULTS / f"{name}.png", title)
+
+
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Mean curve per algorithm with the min/max band over seeds."""
     import matplotlib
@@ -130,12 +140,7 @@ def main() -> None:
         curves = pool.starmap(run_one, jobs)
     rows = [row for curve in curves for row in curve]
     name = f"learning_{args.task}{'_' + args.tag if args.tag else ''}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS / f"{name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    plot(rows, RESULTS / f"{name}.png", f"{TASKS[args.task]['env']} ({args.model_size}, train_ratio {args.train_ratio:g})")
+    write_curves(rows, name, f"{TASKS[args.task]['env']} ({args.model_size}, train_ratio {args.train_ratio:g})")
     final = {}
     for algo in args.algos:
         last = max(r["step"] for r in rows if r["algo"] == algo)

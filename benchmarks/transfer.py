@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import curve_recorder, plot  # noqa: E402
+from learning import curve_recorder, write_curves  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SOURCES = ("sb3wm/dmc-walker-walk-v0", "sb3wm/dmc-cheetah-run-v0")
@@ -317,15 +317,10 @@ def main() -> None:
     finetune_seconds = time.time() - finetune_start
     rows = [row for result in results for row in result["curve"]]
     name = f"transfer_{slug(args.target)}{'_' + args.tag if args.tag else ''}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS / f"{name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     sources = " + ".join(re.sub(r"^(dmc|metaworld)_", "", slug(s)) for s in args.sources)
-    plot(rows, RESULTS / f"{name}.png",
-         f"{slug(args.target)} (model {args.model_size or 'spec'}, ratio {args.train_ratio:g}, {len(args.seeds)} seeds)"
-         f"\npre-trained on {sources} + real clips")
+    write_curves(rows, name,
+                 f"{slug(args.target)} (model {args.model_size or 'spec'}, ratio {args.train_ratio:g}, {len(args.seeds)} seeds)"
+                 f"\npre-trained on {sources} + real clips")
     final = {}
     for method in args.methods:
         label = METHODS[method][0]
