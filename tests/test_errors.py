@@ -90,3 +90,26 @@ def test_checkpoint_of_another_model_size(tmp_path: Any) -> None:
     other = DreamerV3("MlpPolicy", "Pendulum-v1", **{**TINY, "policy_kwargs": dict(model_size="XS")})
     with pytest.raises((ValueError, RuntimeError), match="size mismatch|shape"):
         other.set_parameters(str(tmp_path / "small.zip"))
+
+
+def test_policy_alias_check_is_shared_and_names_the_alias() -> None:
+    """Dreamer and DrQv2 check their aliases with one function; each mismatch names the alias to use."""
+    from sb3_worldmodels.common.spaces import check_policy_alias
+    from sb3_worldmodels.dreamer.world_model import split_spaces
+
+    image = spaces.Box(0, 255, (3, 16, 16), np.uint8)
+    vector = spaces.Box(-1, 1, (4,), np.float32)
+    both = spaces.Dict(image=image, vector=vector)
+    check_policy_alias("CnnPolicy", image, split_spaces)
+    check_policy_alias("MlpPolicy", vector, split_spaces)
+    check_policy_alias("MultiInputPolicy", both, split_spaces)
+    with pytest.raises(ValueError, match="use 'MlpPolicy' for vectors"):
+        check_policy_alias("CnnPolicy", vector, split_spaces)
+    with pytest.raises(ValueError, match="use 'CnnPolicy' for images"):
+        check_policy_alias("MlpPolicy", image, split_spaces)
+    with pytest.raises(ValueError, match="single vector Box; for a Dict observation space use 'MultiInputPolicy'"):
+        check_policy_alias("MlpPolicy", both, split_spaces)
+    with pytest.raises(ValueError, match="needs a Dict observation space"):
+        check_policy_alias("MultiInputPolicy", image, split_spaces)
+    with pytest.raises(ValueError, match="Unknown policy alias 'SomePolicy'"):
+        check_policy_alias("SomePolicy", image, split_spaces)

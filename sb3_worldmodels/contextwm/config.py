@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 from sb3_worldmodels.dreamer.config import DreamerConfig, make_config
 
@@ -68,8 +68,7 @@ def make_contextwm_config(version: str = "v2", model_size: str | None = None, **
     for key in ("resnet_depths", "cross_attention_scales"):
         if overrides.get(key) is not None:
             overrides[key] = tuple(int(v) for v in overrides[key])
-    cfg = make_config(version, model_size, ContextWMConfig, **overrides)
-    assert isinstance(cfg, ContextWMConfig)
+    cfg = cast(ContextWMConfig, make_config(version, model_size, ContextWMConfig, **overrides))
     if cfg.context_mode not in CONTEXT_MODES:
         raise ValueError(f"context_mode must be one of {CONTEXT_MODES}, got {cfg.context_mode!r}.")
     if cfg.context_augment not in _AUGMENTS:

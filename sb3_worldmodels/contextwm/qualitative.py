@@ -20,6 +20,12 @@ __all__ = [
 ]
 
 
+def _need_actions(actions: Tensor | None) -> Tensor:
+    if actions is None:
+        raise ValueError("A fine-tuned (stacked) world model needs the clip's previous actions: pass actions=.")
+    return actions
+
+
 def _check_context(wm: VideoModules) -> None:
     if wm.context_encoder is None:
         raise ValueError("This world model has no context encoder (APV); use a ContextWM model (context=True).")
@@ -33,9 +39,7 @@ def posterior_features(
     x = wm.to_float(images)
     embed = wm.encoder(x)
     if isinstance(wm, StackedWorldModel):
-        if actions is None:
-            raise ValueError("A fine-tuned (stacked) world model needs the clip's previous actions: pass actions=.")
-        _, _, post, _ = wm.observe(embed, wm.model_actions(actions), is_first)
+        _, _, post, _ = wm.observe(embed, wm.model_actions(_need_actions(actions)), is_first)
         return wm.rssm.feat(post)
     post, _ = wm.af_rssm.observe(embed, None, is_first)
     return wm.af_rssm.feat(post)
@@ -52,9 +56,7 @@ def openloop_video(
     """``context`` observed frames, then imagined ones: uint8 (B, T, C, H, 3W) real | predicted | error."""
     wm.eval()
     if isinstance(wm, StackedWorldModel):
-        if actions is None:
-            raise ValueError("A fine-tuned (stacked) world model needs the clip's previous actions: pass actions=.")
-        return wm.openloop(images, actions, is_first, context=context)
+        return wm.openloop(images, _need_actions(actions), is_first, context=context)
     return wm.openloop(images, is_first, context=context)
 
 

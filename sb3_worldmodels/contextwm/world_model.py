@@ -48,8 +48,8 @@ class VideoModules:
     context_encoder: ContextEncoder | None
     training: bool
 
-    def _build_video_modules(self, image_shape: tuple[int, ...], decoder_feat: int | None = None) -> None:
-        """Build encoder, action-free RSSM, decoder (reading ``decoder_feat`` features) and context encoder."""
+    def _build_video_modules(self, image_shape: tuple[int, ...]) -> None:
+        """Build encoder, action-free RSSM, decoder (reading RSSM features) and context encoder."""
         cfg = self.cfg
         channels, height, width = (int(v) for v in image_shape)
         if height != width:
@@ -65,7 +65,7 @@ class VideoModules:
         )
         scales = cfg.cross_attention_scales if cfg.context else ()
         self.decoder = ResNetDecoder(
-            decoder_feat or self.af_rssm.feat_dim, channels, cfg.depths, height, scales, cfg.attention_heads,
+            self.af_rssm.feat_dim, channels, cfg.depths, height, scales, cfg.attention_heads,
             cfg.attention_dropout, cfg.kv_mask_ratio, norm, cfg.resnet_blocks,
         )
         self.context_encoder = (
@@ -162,9 +162,8 @@ class StackedWorldModel(WorldModel, VideoModules):
             )
         self.image_key = next(iter(self.images))
         shape = self.images[self.image_key].shape
-        # the action-conditional RSSM has the same sizes as the action-free one, so the decoder loads
-        af_feat = cfg.deter + (cfg.stoch * cfg.classes if cfg.classes else cfg.stoch)
-        self._build_video_modules(shape, decoder_feat=af_feat)
+        # the action-conditional RSSM below has the action-free one's sizes, so the pre-trained decoder reads it
+        self._build_video_modules(shape)
         in_dim = self.af_rssm.feat_dim + (self.encoder.out_dim if cfg.concat_embed else 0)
         self.rssm = RSSM(
             in_dim, self.action_width, cfg.deter, cfg.hidden, cfg.stoch, cfg.classes, cfg.unimix, cfg.act, cfg.norm,

@@ -8,6 +8,7 @@ shorter than the span are skipped, counted, and named in one warning.
 
 from __future__ import annotations
 
+import abc
 import os
 import re
 import warnings
@@ -88,7 +89,7 @@ def fit_frames(frames: np.ndarray, size: int, center_crop: bool = True) -> np.nd
     return np.stack([cv2.resize(np.ascontiguousarray(f), (size, size), interpolation=interpolation) for f in frames])
 
 
-class ClipDataset(Dataset):
+class ClipDataset(Dataset, abc.ABC):
     """Base of the clip readers: a map-style dataset of fixed-length clips over sources of varying length.
 
     Subclasses list their sources, call :meth:`_build_index` with each one's frame count, and implement
@@ -166,9 +167,9 @@ class ClipDataset(Dataset):
                                f"expected {self.clip_length}.")
         return item
 
+    @abc.abstractmethod
     def _read(self, source: int, frames: np.ndarray) -> dict[str, np.ndarray]:
         """Read ``frames`` (ascending frame numbers) of source number ``source``; ``"image"`` may be any size."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({len(self.sources)} sources, {len(self)} clips of {self.clip_length} "

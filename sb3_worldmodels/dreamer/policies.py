@@ -12,6 +12,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import Tensor
 
+from sb3_worldmodels.common.spaces import check_policy_alias
 from sb3_worldmodels.dreamer.behavior import ActorCritic
 from sb3_worldmodels.dreamer.config import DreamerConfig, make_config
 from sb3_worldmodels.dreamer.world_model import WorldModel, split_spaces
@@ -222,37 +223,18 @@ class CnnPolicy(DreamerPolicy):
 
     @classmethod
     def _check_observation_space(cls, observation_space: spaces.Space) -> None:
-        images, vectors = split_spaces(observation_space)
-        if isinstance(observation_space, spaces.Dict):
-            raise ValueError("CnnPolicy takes a single image Box; for a Dict observation space use 'MultiInputPolicy'.")
-        if not images:
-            raise ValueError(
-                f"CnnPolicy needs uint8 image observations, got {observation_space!r}; use 'MlpPolicy' for vectors."
-            )
-
+        check_policy_alias("CnnPolicy", observation_space, split_spaces)
 
 class MlpPolicy(DreamerPolicy):
     """Dreamer policy for flat vector observations (a 1-d Box)."""
 
     @classmethod
     def _check_observation_space(cls, observation_space: spaces.Space) -> None:
-        images, vectors = split_spaces(observation_space)
-        if isinstance(observation_space, spaces.Dict):
-            raise ValueError("MlpPolicy takes a single vector Box; for a Dict observation space use 'MultiInputPolicy'.")
-        if images:
-            raise ValueError(
-                f"MlpPolicy cannot take image observations {observation_space!r}; use 'CnnPolicy' for images."
-            )
-
+        check_policy_alias("MlpPolicy", observation_space, split_spaces)
 
 class MultiInputPolicy(DreamerPolicy):
     """Dreamer policy for Dict observations of images and vectors."""
 
     @classmethod
     def _check_observation_space(cls, observation_space: spaces.Space) -> None:
-        if not isinstance(observation_space, spaces.Dict):
-            raise ValueError(
-                f"MultiInputPolicy needs a Dict observation space, got {observation_space!r}; use 'CnnPolicy' for "
-                "an image Box or 'MlpPolicy' for a vector Box."
-            )
-        split_spaces(observation_space)
+        check_policy_alias("MultiInputPolicy", observation_space, split_spaces)

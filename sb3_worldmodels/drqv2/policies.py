@@ -25,6 +25,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import Tensor, nn
 
 from sb3_worldmodels.common.nets import MLP
+from sb3_worldmodels.common.spaces import check_policy_alias
 from sb3_worldmodels.drqv2.buffers import stacked_space
 
 __all__ = [
@@ -420,16 +421,7 @@ class CnnPolicy(DrQv2Policy):
 
     @classmethod
     def _check_observation_space(cls, observation_space: spaces.Space) -> None:
-        if isinstance(observation_space, spaces.Dict):
-            raise ValueError(
-                "CnnPolicy takes a single image Box; for a Dict observation space use 'MultiInputPolicy'."
-            )
-        images, _ = check_observation_space(observation_space)
-        if not images:
-            raise ValueError(
-                f"CnnPolicy needs uint8 image observations, got {observation_space!r}; use 'MlpPolicy' for "
-                "vectors."
-            )
+        check_policy_alias("CnnPolicy", observation_space, check_observation_space)
 
 
 class MlpPolicy(DrQv2Policy):
@@ -437,13 +429,7 @@ class MlpPolicy(DrQv2Policy):
 
     @classmethod
     def _check_observation_space(cls, observation_space: spaces.Space) -> None:
-        if isinstance(observation_space, spaces.Dict):
-            raise ValueError(
-                "MlpPolicy takes a single vector Box; for a Dict observation space use 'MultiInputPolicy'."
-            )
-        images, _ = check_observation_space(observation_space)
-        if images:
-            raise ValueError(f"MlpPolicy cannot take images {observation_space!r}; use 'CnnPolicy'.")
+        check_policy_alias("MlpPolicy", observation_space, check_observation_space)
 
 
 class MultiInputPolicy(DrQv2Policy):
@@ -451,9 +437,4 @@ class MultiInputPolicy(DrQv2Policy):
 
     @classmethod
     def _check_observation_space(cls, observation_space: spaces.Space) -> None:
-        if not isinstance(observation_space, spaces.Dict):
-            raise ValueError(
-                f"MultiInputPolicy needs a Dict observation space, got {observation_space!r}; use "
-                "'CnnPolicy' for an image Box or 'MlpPolicy' for a vector Box."
-            )
-        check_observation_space(observation_space)
+        check_policy_alias("MultiInputPolicy", observation_space, check_observation_space)

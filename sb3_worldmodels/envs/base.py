@@ -6,6 +6,7 @@ Everything here is cheap to import: no simulator is imported until an env is mad
 
 from __future__ import annotations
 
+import abc
 import importlib
 from collections.abc import Iterable
 from types import ModuleType
@@ -121,7 +122,7 @@ def disable_shadows(model: Any) -> None:
     model.vis.quality.offsamples = 0
 
 
-class PixelStateEnv(gym.Env[Any, np.ndarray]):
+class PixelStateEnv(gym.Env[Any, np.ndarray], abc.ABC):
     """Base of the envs that render frames from a simulator that also has a state vector.
 
     Observations are rendered frames (``"pixels"``: uint8 ``(H, W, 3)``), the float32 state
@@ -176,9 +177,9 @@ class PixelStateEnv(gym.Env[Any, np.ndarray]):
         """Seconds of simulated time per agent step."""
         return float(self._sim.dt) * self.action_repeat
 
+    @abc.abstractmethod
     def _state(self, sim_obs: Any) -> np.ndarray:
-        """The float32 state vector of the simulator's observation ``sim_obs``."""
-        raise NotImplementedError
+        """The float32 state vector of the simulator's observation ``sim_obs`` (each suite defines it)."""
 
     def _draw(self) -> np.ndarray:
         """A new RGB frame of the simulator."""
