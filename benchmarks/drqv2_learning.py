@@ -14,7 +14,9 @@ SB3's defaults for ``CnnPolicy`` on ``VecFrameStack(3)`` frames, with the same 2
 replay buffer as large as the budget (SB3's buffer stores obs and next_obs: about 3.7 GB for 50k steps).
 
 Every (algorithm, seed) runs in its own process; the deterministic policy is evaluated every ``--eval-every``
-env steps on ``--eval-episodes`` episodes. Writes, under benchmarks/results/: drqv2_learning_<task>.csv (task,
+env steps on ``--eval-episodes`` episodes, and the run is checkpointed after each evaluation under
+benchmarks/.runs/ (``learning.py``'s ``learn_resumable``): the same command given again resumes stopped runs
+from their last evaluation (``--restart`` starts over), so a run can span several sittings. Writes, under benchmarks/results/: drqv2_learning_<task>.csv (task,
 algo, seed, step, frames, eval_return, wall_seconds), .png (mean and min/max over seeds, via
 ``benchmarks/learning.py``'s plot) and .json (final returns, paper reference, settings, wall time).
 """
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import curve_recorder, write_curves  # noqa: E402
+from learning import learn_resumable, run_dir, write_curves  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -78,17 +80,18 @@ def make_model(task: str, algo: str, seed: int, args: dict[str, Any]) -> tuple[A
 
 
 def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[str, Any]]:
-    """Train one (algo, seed) and return its evaluation curve."""
+    """Train one (algo, seed), or resume it from its last checkpoint, and return its evaluation curve."""
     import torch
 
     torch.set_num_threads(args["threads"])
     spec = TASKS[task]
     model, eval_env = make_model(task, algo, seed, args)
-    curve: list[dict[str, Any]] = []
-    every = args["eval_every"] or spec["eval_every"]
-    recorder = curve_recorder(eval_env, every, args["eval_episodes"], curve,
-                              {"task": task, "algo": algo, "seed": seed}, FRAMES_PER_STEP)
-    model.learn(args["steps"] or spec["steps"], callback=recorder)
+    settings = {k: args[k] for k in ("steps", "eval_every", "eval_episodes", "learning_starts", "batch_size",
+                                     "precision")}
+    _, curve = learn_resumable(model, eval_env, args["steps"] or spec["steps"], args["eval_every"] or spec["eval_every"],
+                               args["eval_episodes"], {"task": task, "algo": algo, "seed": seed}, FRAMES_PER_STEP,
+                               run_dir=run_dir(f"drqv2_learning_{task}", args["tag"], algo, seed),
+                               settings=settings, restart=args["restart"])
     return curve
 
 
@@ -112,6 +115,7 @@ def main() -> None:
     parser.add_argument("--learning-starts", type=int, default=2_000, help="random seed steps of both agents")
     parser.add_argument("--batch-size", type=int, default=256, help="batch of both agents")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--restart", action="store_true", help="discard the runs' checkpoints and start over")
     args = parser.parse_args()
     settings = dict(vars(args))
     jobs = [(args.task, algo, seed, settings) for algo in args.algos for seed in args.seeds]

@@ -5,7 +5,10 @@
     python benchmarks/learning.py --task pendulum --algos DreamerV3 SAC --seeds 0 1 --jobs 2
 
 Every (algorithm, seed) runs in its own process with one torch thread; the policy is evaluated every
-``--eval-every`` env steps on ``--eval-episodes`` episodes (deterministic). Writes, under
+``--eval-every`` env steps on ``--eval-episodes`` episodes (deterministic). After every evaluation the run is
+checkpointed (model, replay buffer, curve so far) under benchmarks/.runs/: a run that was stopped (a session
+ended, the machine rebooted) resumes from its last evaluation when the same command is given again, and
+``--restart`` starts it over. Writes, under
 benchmarks/results/: learning_<task>.csv (task, algo, seed, step, eval_return, wall_seconds),
 learning_<task>.png (mean and min/max over seeds) and learning_<task>.json (final returns, settings, time).
 """
@@ -16,13 +19,15 @@ import argparse
 import csv
 import json
 import multiprocessing as mp
+import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = Path(__file__).resolve().parent / ".runs"  # resumable run checkpoints (git-ignored)
 
 TASKS: dict[str, dict[str, Any]] = {
     "pendulum": dict(env="Pendulum-v1", env_kwargs={}, steps=20_000, eval_every=2_000, frames_per_step=1),
@@ -32,7 +37,7 @@ TASKS: dict[str, dict[str, Any]] = {
 
 
 def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[str, Any]]:
-    """Train one (algo, seed) and return its evaluation curve."""
+    """Train one (algo, seed), or resume it from its last checkpoint, and return its evaluation curve."""
     import gymnasium as gym
     import torch
     from stable_baselines3 import SAC
@@ -52,24 +57,92 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
         model = cls("MlpPolicy", env, seed=seed, learning_starts=args["learning_starts"], batch_size=args["batch_size"],
                     sequence_length=args["sequence_length"], train_ratio=args["train_ratio"],
                     policy_kwargs=dict(model_size=args["model_size"]))
-    curve: list[dict[str, Any]] = []
-    steps = args["steps"] or spec["steps"]
-    every = args["eval_every"] or spec["eval_every"]
-    recorder = curve_recorder(eval_env, every, args["eval_episodes"], curve,
-                              {"task": task, "algo": algo, "seed": seed}, spec["frames_per_step"])
-    model.learn(steps, callback=recorder)
+    run = {"task": task, "algo": algo, "seed": seed}
+    settings = {k: args[k] for k in ("steps", "eval_every", "eval_episodes", "model_size", "train_ratio",
+                                     "batch_size", "sequence_length", "learning_starts")}
+    _, curve = learn_resumable(model, eval_env, args["steps"] or spec["steps"], args["eval_every"] or spec["eval_every"],
+                               args["eval_episodes"], run, spec["frames_per_step"],
+                               run_dir=run_dir(f"learning_{task}", args["tag"], algo, seed),
+                               settings=settings, restart=args["restart"])
     return curve
+
+
+def run_dir(name: str, tag: str, algo: str, seed: int) -> Path:
+    """Where the checkpoints of one (algo, seed) run of a benchmark live: ``benchmarks/.runs/<name>[_<tag>]/``."""
+    return RUNS / f"{name}{'_' + tag if tag else ''}" / f"{algo}_s{seed}"
+
+
+def learn_resumable(
+    model: Any, eval_env: Any, steps: int, eval_every: int, eval_episodes: int, row: dict[str, Any],
+    frames_per_step: int = 1, run_dir: Path | None = None, settings: dict[str, Any] | None = None,
+    restart: bool = False, callbacks: Sequence[Any] = (),
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Train ``model`` to ``steps`` env steps, evaluating it every ``eval_every`` steps (see :func:`curve_recorder`).
+
+    With a ``run_dir``, the run is checkpointed there after every evaluation (the model with its optimizers, the
+    replay buffer, the curve so far and the wall time spent), each checkpoint replacing the last as a whole; when
+    ``run_dir`` already holds one (and ``restart`` is false), the model and buffer are loaded from it and training
+    goes on from that step with ``reset_num_timesteps=False``, the wall time adding to the time already spent.
+    The resumed run restarts the training episode and does not restore the random-number streams, so it is a
+    continuation of the run, not a bit-identical replay of an uninterrupted one. ``settings`` must equal the
+    stored ones (a clear error otherwise: a different run would be spliced onto the old curve).
+
+    :return: the trained model (the loaded one after a resume) and the whole evaluation curve.
+    """
+    curve: list[dict[str, Any]] = []
+    elapsed = 0.0
+    if run_dir is not None:
+        if restart:
+            for path in (run_dir, _sibling(run_dir, "old"), _sibling(run_dir, "tmp")):
+                shutil.rmtree(path, ignore_errors=True)
+        if not run_dir.exists() and _sibling(run_dir, "old").exists():  # stopped while swapping checkpoints
+            _sibling(run_dir, "old").rename(run_dir)
+        if (run_dir / "state.json").exists():
+            state = json.loads((run_dir / "state.json").read_text())
+            if state["settings"] != (settings or {}):
+                raise ValueError(f"{run_dir} holds a run with other settings ({state['settings']} != {settings}): "
+                                 "pass --restart to start it over, or --tag to keep both")
+            model = type(model).load(run_dir / "model.zip", env=model.get_env(), device=model.device)
+            model.load_replay_buffer(run_dir / "replay.pkl")
+            curve, elapsed = state["curve"], float(state["elapsed"])
+            print(f"resuming {run_dir} at step {model.num_timesteps} ({elapsed:.0f} s spent so far)", flush=True)
+
+    def checkpoint(model: Any, seconds: float) -> None:
+        assert run_dir is not None
+        tmp, old = _sibling(run_dir, "tmp"), _sibling(run_dir, "old")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model.save(tmp / "model.zip")
+        model.save_replay_buffer(tmp / "replay.pkl")
+        (tmp / "state.json").write_text(json.dumps({"settings": settings or {}, "step": model.num_timesteps,
+                                                   "elapsed": seconds, "curve": curve}, indent=1))
+        if run_dir.exists():
+            run_dir.rename(old)
+        tmp.rename(run_dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    recorder = curve_recorder(eval_env, eval_every, eval_episodes, curve, row, frames_per_step, elapsed=elapsed,
+                              on_eval=checkpoint if run_dir is not None else None)
+    if steps > model.num_timesteps:
+        model.learn(steps - model.num_timesteps, callback=[recorder, *callbacks], reset_num_timesteps=False)
+    return model, curve
+
+
+def _sibling(path: Path, suffix: str) -> Path:
+    return path.with_name(f"{path.name}.{suffix}")
 
 
 def curve_recorder(
     eval_env: Any, eval_freq: int, n_eval_episodes: int, curve: list[dict[str, Any]], row: dict[str, Any],
-    frames_per_step: int = 1,
+    frames_per_step: int = 1, elapsed: float = 0.0, on_eval: Callable[[Any, float], None] | None = None,
 ) -> Any:
     """An SB3 ``EvalCallback`` that appends ``{**row, step, frames, eval_return, wall_seconds}`` to ``curve`` after
-    every evaluation (and prints it)."""
+    every evaluation (and prints it), then calls ``on_eval(model, wall_seconds)`` once that step is stored and
+trained on. ``wall_seconds`` counts from
+    the callback's creation plus ``elapsed`` (the time a resumed run had already spent)."""
     from stable_baselines3.common.callbacks import EvalCallback
 
-    start = time.time()
+    start = time.time() - elapsed
 
     class Recorder(EvalCallback):
         def _on_step(self) -> bool:
@@ -79,7 +152,21 @@ def curve_recorder(
                               "eval_return": float(self.last_mean_reward),
                               "wall_seconds": round(time.time() - start, 1)})
                 print(curve[-1], flush=True)
+                self.pending = on_eval is not None
             return out
+
+        # SB3 calls on_step before it stores the step's transition and trains on it: the checkpoint waits for
+        # the start of the next rollout (or the end of training), so that a resumed run loses nothing
+        def _on_rollout_start(self) -> None:
+            self._checkpoint()
+
+        def _on_training_end(self) -> None:
+            self._checkpoint()
+
+        def _checkpoint(self) -> None:
+            if getattr(self, "pending", False) and on_eval is not None:
+                self.pending = False
+                on_eval(self.model, time.time() - start)
 
     return Recorder(eval_env, eval_freq=eval_freq, n_eval_episodes=n_eval_episodes, verbose=0)
 
@@ -132,6 +219,7 @@ def main() -> None:
     parser.add_argument("--sequence-length", type=int, default=64)
     parser.add_argument("--learning-starts", type=int, default=1024)
     parser.add_argument("--tag", default="")
+    parser.add_argument("--restart", action="store_true", help="discard the runs' checkpoints and start over")
     args = parser.parse_args()
     settings = {k: v for k, v in vars(args).items()}
     jobs = [(args.task, algo, seed, settings) for algo in args.algos for seed in args.seeds]

@@ -26,7 +26,9 @@ The pipeline, side by side at the same env-step budget:
 3. fine-tune on ``--target`` (default ``sb3wm/dmc-cartpole-swingup-v0``): ContextDreamer from the contextwm
    checkpoint, APV from the apv checkpoint, ContextDreamer from scratch and DreamerV2 (the plain world model of
    the papers), every (method, seed) in its own spawned process with one torch thread, evaluated (deterministic
-   policy) every ``--eval-every`` env steps on ``--eval-episodes`` episodes.
+   policy) every ``--eval-every`` env steps on ``--eval-episodes`` episodes, and checkpointed after each
+   evaluation under benchmarks/.runs/: the same command given again resumes stopped runs from their last
+   evaluation (``--restart`` starts them over), so the benchmark can span several sittings.
 
 All methods share batch, sequence length, train ratio, model size and prefill; the APV-family methods use the
 spec's target settings (DMC: intrinsic scale 0.1 and ``concat_embed``; Meta-World: 1.0 and no concatenation) unless
@@ -61,7 +63,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import curve_recorder, write_curves  # noqa: E402
+from learning import learn_resumable, run_dir, write_curves  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SOURCES = ("sb3wm/dmc-walker-walk-v0", "sb3wm/dmc-cheetah-run-v0")
@@ -155,13 +157,17 @@ def pretrain_one(kind: str, episodes: list[list[Path]], out: Path, args: dict[st
 # ------------------------------------------------------------------------------------------------ fine-tuning
 def update_timer() -> Any:
     """A callback summing the seconds spent in ``train`` (between the end of one rollout and the start of the next,
-    and after the last one) into its ``seconds`` attribute."""
+    and after the last one) into its ``seconds`` attribute, and counting the updates made meanwhile in
+    ``updates`` (a resumed run counts only its own)."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     class UpdateTimer(BaseCallback):
         def __init__(self) -> None:
             super().__init__()
-            self.seconds, self._tic = 0.0, None
+            self.seconds, self._tic, self.updates, self._first = 0.0, None, 0, 0
+
+        def _on_training_start(self) -> None:
+            self._first = int(self.model._n_updates)
 
         def _on_step(self) -> bool:
             return True
@@ -179,6 +185,7 @@ def update_timer() -> Any:
 
         def _on_training_end(self) -> None:
             self._toc()
+            self.updates = int(self.model._n_updates) - self._first
 
     return UpdateTimer()
 
@@ -207,7 +214,6 @@ def run_one(method: str, seed: int, args: dict[str, Any], checkpoints: dict[str,
     """Fine-tune one (method, seed). :return: its evaluation curve and timings."""
     import gymnasium as gym
     import torch
-    from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecTransposeImage
 
@@ -221,19 +227,24 @@ def run_one(method: str, seed: int, args: dict[str, Any], checkpoints: dict[str,
     if isinstance(model.get_env(), VecTransposeImage):  # wrapped as SB3 wraps the training env
         eval_env = VecTransposeImage(eval_env)
     eval_env.seed(10_000 + seed)  # the evaluation episodes are the same in every run of this seed
-    curve: list[dict[str, Any]] = []
-    recorder = curve_recorder(eval_env, args["eval_every"], args["eval_episodes"], curve,
-                              {"target": args["target"], "algo": METHODS[method][0], "seed": seed}, frames_per_step)
+    settings = {k: args[k] for k in ("steps", "eval_every", "eval_episodes", "model_size", "train_ratio", "batch_size",
+                                     "sequence_length", "learning_starts", "intrinsic_scale", "concat_embed",
+                                     "pretrain_steps", "episodes_per_domain", "sources")}
     timer = update_timer()
     start = time.time()
-    model.learn(args["steps"], callback=CallbackList([recorder, timer]))
+    model, curve = learn_resumable(model, eval_env, args["steps"], args["eval_every"], args["eval_episodes"],
+                                   {"target": args["target"], "algo": METHODS[method][0], "seed": seed},
+                                   frames_per_step, run_dir=run_dir(f"transfer_{slug(args['target'])}", args["tag"],
+                                                                    method, seed),
+                                   settings=settings, restart=args["restart"], callbacks=[timer])
     learn_seconds = time.time() - start
-    updates = int(model._n_updates)
-    timing = {"method": METHODS[method][0], "seed": seed, "updates": updates,
-              "learn_seconds": round(learn_seconds, 1),
-              "update_seconds": round(timer.seconds, 1),
+    updates = timer.updates
+    timing = {"method": METHODS[method][0], "seed": seed, "updates": int(model._n_updates),
+              "updates_this_sitting": updates, "learn_seconds_this_sitting": round(learn_seconds, 1),
+              "update_seconds_this_sitting": round(timer.seconds, 1),
               "seconds_per_update": round(timer.seconds / updates, 4) if updates else None,
-              "interaction_and_eval_seconds": round(learn_seconds - timer.seconds, 1),
+              "interaction_and_eval_seconds_this_sitting": round(learn_seconds - timer.seconds, 1),
+              "wall_seconds_total": curve[-1]["wall_seconds"] if curve else None,
               "frames_per_step": frames_per_step}
     print(timing, flush=True)
     return {"curve": curve, "timing": timing}
@@ -273,6 +284,8 @@ def parse_args() -> argparse.Namespace:
                         help="feed the embedding to the action-conditional RSSM (default: on for DMC, off for "
                              "Meta-World, per the spec)")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the fine-tuning runs' checkpoints (benchmarks/.runs/) and start them over")
     args = parser.parse_args()
     metaworld = is_metaworld(args.target)
     if args.intrinsic_scale is None:
