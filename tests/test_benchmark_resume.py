@@ -1,0 +1,66 @@
+"""The learning benchmarks' resumable runs (``benchmarks/learning.py``'s ``learn_resumable``).
+
+A run stopped after an evaluation and started again must go on from that step with the same number of updates
+and stored transitions as an uninterrupted run, keep the curve it had, and refuse other settings.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import pytest
+from stable_baselines3 import SAC
+from stable_baselines3.common.monitor import Monitor
+
+from sb3_worldmodels import DreamerV3
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from learning import learn_resumable  # noqa: E402
+
+
+def make(algo: str) -> Any:
+    env = gym.make("Pendulum-v1")
+    if algo == "SAC":
+        return SAC("MlpPolicy", env, seed=0, learning_starts=50, batch_size=16,
+                   policy_kwargs=dict(net_arch=[16]))
+    return DreamerV3("MlpPolicy", env, seed=0, learning_starts=50, batch_size=2, sequence_length=8, train_ratio=8,
+                     policy_kwargs=dict(model_size="tiny"))
+
+
+@pytest.mark.parametrize("algo", ["SAC", "DreamerV3"])
+def test_resume_continues_where_it_stopped(tmp_path: Path, algo: str) -> None:
+    def run(steps: int, run_dir: Path | None) -> tuple[Any, list[dict[str, Any]]]:
+        return learn_resumable(make(algo), Monitor(gym.make("Pendulum-v1")), steps, 100, 1, {"algo": algo},
+                               run_dir=run_dir, settings={"algo": algo})
+
+    whole, _ = run(300, None)
+    run_dir = tmp_path / algo
+    first, first_curve = run(200, run_dir)
+    assert [r["step"] for r in first_curve] == [100, 200]
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["step"] == 200 and len(state["curve"]) == 2
+    resumed, curve = run(300, run_dir)
+    assert resumed is not first and resumed.num_timesteps == 300
+    assert [r["step"] for r in curve] == [100, 200, 300]
+    assert curve[:2] == first_curve  # the old part of the curve is kept as it was
+    assert resumed._n_updates == whole._n_updates  # no update lost or repeated across the stop
+    assert resumed.replay_buffer.size() == whole.replay_buffer.size()  # no transition lost or stored twice
+    assert not (tmp_path / f"{algo}.tmp").exists() and not (tmp_path / f"{algo}.old").exists()
+
+    again, curve_again = run(300, run_dir)  # a finished run is read back, not trained further
+    assert again.num_timesteps == 300 and curve_again == curve
+
+
+def test_resume_refuses_other_settings(tmp_path: Path) -> None:
+    def run(settings: dict[str, Any], restart: bool = False) -> list[dict[str, Any]]:
+        return learn_resumable(make("SAC"), Monitor(gym.make("Pendulum-v1")), 100, 100, 1, {}, run_dir=tmp_path / "r",
+                               settings=settings, restart=restart)[1]
+
+    run({"lr": 1})
+    with pytest.raises(ValueError, match="--restart"):
+        run({"lr": 2})
+    assert [r["step"] for r in run({"lr": 2}, restart=True)] == [100]
