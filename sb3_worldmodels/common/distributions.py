@@ -7,6 +7,7 @@ with straight-through gradients (DreamerV2's safe truncated normal).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -60,13 +61,17 @@ class TwoHotDist:
 
     def __init__(self, logits: Tensor, low: float = -20.0, high: float = 20.0) -> None:
         self.logits = logits = at_least_fp32(logits)  # under bf16 autocast too: the bins need the precision
-        self.probs = torch.softmax(logits, -1)
         self.bins = torch.linspace(low, high, logits.shape[-1], device=logits.device, dtype=logits.dtype)
+
+    @functools.cached_property
+    def probs(self) -> Tensor:
+        """Bin probabilities (..., K), computed when first read (``log_prob`` does not need them)."""
+        return torch.softmax(self.logits, -1)
 
     @property
     def mean(self) -> Tensor:
         """Expected value in the original (symexp) space, shape (...)."""
-        return symexp((self.probs * self.bins).sum(-1))
+        return symexp(self.probs @ self.bins)
 
     @property
     def mode(self) -> Tensor:
@@ -74,22 +79,24 @@ class TwoHotDist:
         return self.mean
 
     def log_prob(self, target: Tensor) -> Tensor:
-        """Log-likelihood of ``target`` (shape (...)) under two-hot encoding of ``symlog(target)``."""
+        """Log-likelihood of ``target`` (shape (...)) under two-hot encoding of ``symlog(target)``.
+
+        The two-hot vector has two non-zero entries, so the likelihood is read with two ``gather``s of the log-softmax
+        instead of a dense (..., K) product: the same value and gradient, without materialising one-hot tensors.
+        """
         target = symlog(target.detach()).to(self.bins.dtype)
         k = self.bins.shape[0]
-        below = ((self.bins <= target[..., None]).sum(-1) - 1).clamp(0, k - 1)
-        above = (k - (self.bins > target[..., None]).sum(-1)).clamp(0, k - 1)
+        count = torch.searchsorted(self.bins, target.contiguous(), right=True)  # bins <= target
+        below = (count - 1).clamp(0, k - 1)
+        above = count.clamp(0, k - 1)
         equal = below == above
-        b_lo = self.bins[below]
-        b_hi = self.bins[above]
-        dist_lo = torch.where(equal, torch.ones_like(target), torch.abs(b_lo - target))
-        dist_hi = torch.where(equal, torch.ones_like(target), torch.abs(b_hi - target))
+        dist_lo = torch.where(equal, torch.ones_like(target), torch.abs(self.bins[below] - target))
+        dist_hi = torch.where(equal, torch.ones_like(target), torch.abs(self.bins[above] - target))
         total = dist_lo + dist_hi
-        w_lo = dist_hi / total
-        w_hi = dist_lo / total
-        twohot = F.one_hot(below, k) * w_lo[..., None] + F.one_hot(above, k) * w_hi[..., None]
         log_pred = torch.log_softmax(self.logits, -1)
-        return (twohot * log_pred).sum(-1)
+        lo = log_pred.gather(-1, below[..., None])[..., 0]
+        hi = log_pred.gather(-1, above[..., None])[..., 0]
+        return lo * (dist_hi / total) + hi * (dist_lo / total)
 
 
 class MSEDist:
