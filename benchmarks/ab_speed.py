@@ -1,15 +1,18 @@
-"""A/B time per Dreamer update: the working tree against another git revision, interleaved on the same machine.
+"""A/B time per update: the working tree against another git revision, interleaved on the same machine.
 
     python benchmarks/ab_speed.py --base HEAD~1 --preset tiny --obs vector --rounds 20
     python benchmarks/ab_speed.py --base main --preset XS --obs pixels --threads 2 --out ab_xs_pixels
+    python benchmarks/ab_speed.py --base HEAD~1 --algo drqv2 --obs 64 --precision bf16
 
 For a change to a hot path (world-model update, imagination) on a machine that is busy with other work, where
 ``update_speed.py``'s absolute timings are not to be had: the base revision is checked out with ``git worktree``
-into a temporary folder, and each side runs in its own process that builds the same DreamerV3 policy (same seed,
-same synthetic batch as ``update_speed.py``) and times one full update (world model + actor + critic) when told
-to. The two sides take turns, alternating who goes first each round, so that load from other processes falls on
-both alike. Each side also reports its losses after three seeded updates, and the largest relative difference
-between the sides says whether the change kept the numbers (0: identical; ~1e-6 or less: summation order). Writes benchmarks/results/<out>.json (default ``ab_<preset>_<obs>``).
+into a temporary folder, and each side runs in its own process that builds the same agent with the same seed and
+times one update when told to: ``--algo dreamer``, a DreamerV3 policy on ``update_speed.py``'s synthetic batch
+(world model + actor + critic; ``--obs vector|pixels``, ``--preset``), or ``--algo drqv2``, the DrQv2 update of
+``drqv2_speed.py`` (batch 256; ``--obs`` is the image side, 64 or 84). The two sides take turns, alternating who
+goes first each round, so that load from other processes falls on both alike. Each side also reports the sum of
+each parameter tensor after three seeded updates, and the largest relative difference between the sides says
+whether the change kept the numbers (0: identical; ~1e-6: summation order). Writes benchmarks/results/<out>.json (default ``ab_<preset>_<obs>``).
 """
 
 from __future__ import annotations
@@ -32,29 +35,38 @@ import json, sys, time
 sys.path.insert(0, sys.argv[1])
 sys.path.insert(0, sys.argv[2])
 import numpy as np, torch
-from gymnasium import spaces
-from update_speed import synthetic_batch
-from sb3_worldmodels.dreamer.policies import DreamerPolicy
 
-preset, obs, threads, horizon = sys.argv[3], sys.argv[4], int(sys.argv[5]), 15
+algo, preset, obs, threads, precision = sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), sys.argv[7]
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-space = (spaces.Box(0, 255, (3, 64, 64), np.uint8) if obs == "pixels"
-         else spaces.Box(-np.inf, np.inf, (3,), np.float32))
-policy = DreamerPolicy(space, spaces.Box(-1, 1, (1,), np.float32), lambda _: 1e-4, version="v3", model_size=preset)
-data = synthetic_batch(obs, 16, 64)
+if algo == "dreamer":
+    from gymnasium import spaces
+    from update_speed import synthetic_batch
+    from sb3_worldmodels.dreamer.policies import DreamerPolicy
+
+    space = (spaces.Box(0, 255, (3, 64, 64), np.uint8) if obs == "pixels"
+             else spaces.Box(-np.inf, np.inf, (3,), np.float32))
+    policy = DreamerPolicy(space, spaces.Box(-1, 1, (1,), np.float32), lambda _: 1e-4, version="v3",
+                           model_size=preset, precision=precision)
+    data = synthetic_batch(obs, 16, 64)
+    update = lambda: policy.train_step(data, 15, 0.997)
+    params = policy.parameters
+else:  # drqv2: the update drqv2_speed.py times (batch 256 from a buffer of random frames)
+    from drqv2_speed import make_ours
+
+    update = make_ours(int(obs), precision, True)
+    params = update.func.__self__.policy.parameters
 for line in sys.stdin:
     request = line.strip()
-    if request == "loss":
-        out = []
+    if request == "check":  # parameters after three seeded updates
         for i in range(3):
             torch.manual_seed(100 + i)
-            m = policy.train_step(data, horizon, 0.997)
-            out.append({k: float(m[k]) for k in ("model_loss", "critic_loss", "actor_loss") if k in m})
-        print(json.dumps(out), flush=True)
+            np.random.seed(100 + i)
+            update()
+        print(json.dumps([float(p.detach().double().sum()) for p in params()]), flush=True)
     elif request == "time":
         t = time.perf_counter()
-        policy.train_step(data, horizon, 0.997)
+        update()
         print(json.dumps(time.perf_counter() - t), flush=True)
 """
 
@@ -62,8 +74,8 @@ for line in sys.stdin:
 def start(package_root: Path, args: argparse.Namespace) -> subprocess.Popen:
     """One side's worker process, importing ``sb3_worldmodels`` from ``package_root``."""
     return subprocess.Popen(
-        [sys.executable, "-c", WORKER, str(package_root), str(ROOT / "benchmarks"), args.preset, args.obs,
-         str(args.threads)],
+        [sys.executable, "-c", WORKER, str(package_root), str(ROOT / "benchmarks"), args.algo, args.preset, args.obs,
+         str(args.threads), args.precision],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
 
@@ -83,8 +95,10 @@ def main() -> None:
     """Check out the base revision, run both sides in turns, and write the comparison."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="HEAD", help="git revision to compare the working tree against")
-    parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--obs", choices=["vector", "pixels"], default="vector")
+    parser.add_argument("--algo", choices=["dreamer", "drqv2"], default="dreamer")
+    parser.add_argument("--preset", default="tiny", help="Dreamer model size")
+    parser.add_argument("--obs", default="vector", help="dreamer: vector or pixels; drqv2: image side (64, 84)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=20, help="timed updates per side")
     parser.add_argument("--out", default="")
@@ -97,7 +111,7 @@ def main() -> None:
                        capture_output=True)
         try:
             sides = {"base": start(base_tree, args), "tree": start(ROOT, args)}
-            losses = {name: ask(proc, "loss") for name, proc in sides.items()}
+            checks = {name: ask(proc, "check") for name, proc in sides.items()}
             ask(sides["base"], "time"), ask(sides["tree"], "time")  # warm-up
             times: dict[str, list[float]] = {"base": [], "tree": []}
             for r in range(args.rounds):
@@ -112,18 +126,16 @@ def main() -> None:
                            capture_output=True)
     median = {k: statistics.median(v) for k, v in times.items()}
     result = {
-        "base": args.base, "base_commit": commit, "preset": args.preset, "obs": args.obs, "threads": args.threads,
-        "rounds": args.rounds, "batch": "16 x 64", "horizon": 15,
+        "base": args.base, "base_commit": commit, "algo": args.algo, "preset": args.preset, "obs": args.obs,
+        "precision": args.precision, "threads": args.threads, "rounds": args.rounds,
         "seconds_per_update_median": median, "seconds_per_update_min": {k: min(v) for k, v in times.items()},
         "tree_over_base_median": median["tree"] / median["base"], "all_seconds": times,
-        "losses_after_seeded_updates": losses,
-        "max_relative_loss_difference": max(
-            abs(a[k] - b[k]) / max(abs(a[k]), 1e-12)
-            for a, b in zip(losses["base"], losses["tree"]) for k in a
+        "max_relative_parameter_difference": max(
+            abs(a - b) / max(abs(a), 1e-12) for a, b in zip(checks["base"], checks["tree"])
         ),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = args.out or f"ab_{args.preset}_{args.obs}"
+    name = args.out or (f"ab_{args.preset}_{args.obs}" if args.algo == "dreamer" else f"ab_drqv2_{args.obs}")
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "all_seconds"}, indent=2))
 

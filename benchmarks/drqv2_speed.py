@@ -22,6 +22,7 @@ Writes benchmarks/results/drqv2_speed.json and .md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -61,7 +62,7 @@ def make_ours(size: int, precision: str, channels_last: bool) -> Callable[[], No
         done = (t + 1) % 500 == 0
         model.replay_buffer.add(frames[t], frames[t + 1], rng.uniform(-1, 1, (1, 1)).astype(np.float32),
                                 rng.normal(size=1), np.array([done]), [{"TimeLimit.truncated": done}])
-    return lambda: model.train(gradient_steps=1, batch_size=BATCH)
+    return functools.partial(model.train, gradient_steps=1, batch_size=BATCH)
 
 
 def make_sac(size: int) -> Callable[[], None]:

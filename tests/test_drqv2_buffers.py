@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 
-from sb3_worldmodels.common.augment import RandomShift, random_shift
+from sb3_worldmodels.common.augment import RandomShift, random_shift, shift_grid
 from sb3_worldmodels.drqv2.buffers import NStepFrameStackReplayBuffer, sample_mixed, stacked_space
 
 FRAME = spaces.Box(0, 255, (1, 3, 3), np.uint8)  # one channel: every frame is filled with its id
@@ -42,8 +42,8 @@ def test_random_shift_identity_at_pad_zero_and_errors() -> None:
     # the largest shift at pad 1 moves the image by exactly one pixel, never more
     shifted = random_shift(images, 1)
     assert (shifted - images).abs().amax() > 0
-    with pytest.raises(ValueError, match="float"):
-        random_shift(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="batch dim"):
+        random_shift(torch.zeros(3, 8, 8))
     with pytest.raises(ValueError, match="pad"):
         random_shift(images, -1)
 
@@ -54,6 +54,19 @@ def test_random_shift_gives_the_same_shifts_on_channels_last_input() -> None:
     a = random_shift(images, 4, generator=gen_a)
     b = random_shift(images.contiguous(), 4, generator=gen_b)
     torch.testing.assert_close(a, b)
+
+
+def test_random_shift_equals_drqv2_bilinear_resampling_and_works_on_uint8() -> None:
+    """The crop is DrQ-v2's RandomShiftsAug: bilinear grid_sample of the replicate-padded image at the same offsets."""
+    images = torch.randint(0, 256, (32, 9, 64, 64), dtype=torch.uint8)
+    out = random_shift(images, 4, generator=torch.Generator().manual_seed(3))
+    assert out.dtype == torch.uint8 and out.shape == images.shape
+    shifts = torch.randint(-4, 5, (32, 2), generator=torch.Generator().manual_seed(3)).float()
+    reference = F.grid_sample(images.float(), shift_grid(shifts, 64, 64), mode="bilinear", padding_mode="border",
+                              align_corners=False)
+    torch.testing.assert_close(out.float(), reference, atol=1e-3, rtol=0)
+    floats = random_shift(images.float(), 4, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(floats, out.float())  # same offsets and values whatever the dtype
 
 
 # ------------------------------------------------------------------------------------------------ replay

@@ -267,7 +267,7 @@ class DrQv2(AtomicSaveMixin, OffPolicyAlgorithm):
         next_d = dict(next_obs) if isinstance(next_obs, dict) else {keys[0]: next_obs}
         for key in keys:
             n = obs_d[key].shape[0]
-            both = random_shift(th.cat([obs_d[key], next_d[key]]).float(), self.augment_pad)
+            both = random_shift(th.cat([obs_d[key], next_d[key]]), self.augment_pad)  # uint8: crop, then convert
             obs_d[key], next_d[key] = both[:n], both[n:]
         if isinstance(obs, dict):
             return obs_d, next_d
