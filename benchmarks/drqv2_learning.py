@@ -11,7 +11,9 @@ frames). DrQv2 runs the spec's settings (batch 256, n-step 3, lr 1e-4, tau 0.01,
 random seed steps = 4000 frames) with DrQ-v2's exploration schedule for the task (``linear(1.0, 0.1, 100k)``
 on DrQ-v2's "easy" tasks such as cartpole-swingup, ``500k`` on "medium" ones such as reacher-easy). SAC runs
 SB3's defaults for ``CnnPolicy`` on ``VecFrameStack(3)`` frames, with the same 2000 random seed steps and a
-replay buffer as large as the budget (SB3's buffer stores obs and next_obs: about 3.7 GB for 50k steps).
+replay buffer as large as the budget (SB3's buffer stores obs and next_obs: about 3.7 GB for 50k steps); on a
+CPU its 50k updates at batch 256 take about a second each, and ``--sac-train-freq 2`` gives it DrQv2's update
+schedule (one update every 2 env steps) at half the time.
 
 Every (algorithm, seed) runs in its own process; the deterministic policy is evaluated every ``--eval-every``
 env steps on ``--eval-episodes`` episodes, and the run is checkpointed after each evaluation under
@@ -75,7 +77,7 @@ def make_model(task: str, algo: str, seed: int, args: dict[str, Any]) -> tuple[A
 
     model = SAC("CnnPolicy", stacked(lambda: gym.make(spec["env"])), seed=seed, device=args["device"],
                 buffer_size=max(steps, 1), learning_starts=min(args["learning_starts"], steps),
-                batch_size=args["batch_size"])
+                batch_size=args["batch_size"], train_freq=args["sac_train_freq"])
     return model, stacked(lambda: Monitor(gym.make(spec["env"])))
 
 
@@ -87,7 +89,7 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
     spec = TASKS[task]
     model, eval_env = make_model(task, algo, seed, args)
     settings = {k: args[k] for k in ("steps", "eval_every", "eval_episodes", "learning_starts", "batch_size",
-                                     "precision")}
+                                     "precision", "sac_train_freq")}
     _, curve = learn_resumable(model, eval_env, args["steps"] or spec["steps"], args["eval_every"] or spec["eval_every"],
                                args["eval_episodes"], {"task": task, "algo": algo, "seed": seed}, FRAMES_PER_STEP,
                                run_dir=run_dir(f"drqv2_learning_{task}", args["tag"], algo, seed),
@@ -114,6 +116,9 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--learning-starts", type=int, default=2_000, help="random seed steps of both agents")
     parser.add_argument("--batch-size", type=int, default=256, help="batch of both agents")
+    parser.add_argument("--sac-train-freq", type=int, default=1,
+                        help="env steps per SAC gradient step (SB3's default 1; 2 = DrQv2's update schedule, half "
+                             "the CPU time)")
     parser.add_argument("--tag", default="")
     parser.add_argument("--restart", action="store_true", help="discard the runs' checkpoints and start over")
     args = parser.parse_args()
