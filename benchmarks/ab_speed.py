@@ -12,7 +12,8 @@ times one update when told to: ``--algo dreamer``, a DreamerV3 policy on ``updat
 ``drqv2_speed.py`` (batch 256; ``--obs`` is the image side, 64 or 84). The two sides take turns, alternating who
 goes first each round, so that load from other processes falls on both alike. Each side also reports the sum of
 each parameter tensor after three seeded updates, and the largest relative difference between the sides says
-whether the change kept the numbers (0: identical; ~1e-6: summation order). Writes benchmarks/results/<out>.json (default ``ab_<preset>_<obs>``).
+whether the change kept the numbers (0: identical; ~1e-6: summation order). Writes
+benchmarks/results/<out>.json (default ``ab_<preset>_<obs>``, or ``ab_drqv2_<obs>``).
 """
 
 from __future__ import annotations

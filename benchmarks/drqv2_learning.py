@@ -90,8 +90,9 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
     model, eval_env = make_model(task, algo, seed, args)
     settings = {k: args[k] for k in ("steps", "eval_every", "eval_episodes", "learning_starts", "batch_size",
                                      "precision", "sac_train_freq")}
-    _, curve = learn_resumable(model, eval_env, args["steps"] or spec["steps"], args["eval_every"] or spec["eval_every"],
-                               args["eval_episodes"], {"task": task, "algo": algo, "seed": seed}, FRAMES_PER_STEP,
+    steps, every = args["steps"] or spec["steps"], args["eval_every"] or spec["eval_every"]
+    _, curve = learn_resumable(model, eval_env, steps, every, args["eval_episodes"],
+                               {"task": task, "algo": algo, "seed": seed}, FRAMES_PER_STEP,
                                run_dir=run_dir(f"drqv2_learning_{task}", args["tag"], algo, seed),
                                settings=settings, restart=args["restart"])
     return curve

@@ -60,8 +60,8 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
     run = {"task": task, "algo": algo, "seed": seed}
     settings = {k: args[k] for k in ("steps", "eval_every", "eval_episodes", "model_size", "train_ratio",
                                      "batch_size", "sequence_length", "learning_starts")}
-    _, curve = learn_resumable(model, eval_env, args["steps"] or spec["steps"], args["eval_every"] or spec["eval_every"],
-                               args["eval_episodes"], run, spec["frames_per_step"],
+    steps, every = args["steps"] or spec["steps"], args["eval_every"] or spec["eval_every"]
+    _, curve = learn_resumable(model, eval_env, steps, every, args["eval_episodes"], run, spec["frames_per_step"],
                                run_dir=run_dir(f"learning_{task}", args["tag"], algo, seed),
                                settings=settings, restart=args["restart"])
     return curve

@@ -10,17 +10,20 @@ from sb3_worldmodels.common.harmony import Harmonizer
 from sb3_worldmodels.contextwm import APV, ContextDreamer
 from sb3_worldmodels.dreamer import DreamerHarmony, DreamerV2, DreamerV3
 from sb3_worldmodels.drqv2 import DrQv2
+from sb3_worldmodels.planning import CEMPlanner, MPPIPlanner
 
 __version__ = "0.1.0"
 
 __all__ = [
     "APV",
+    "CEMPlanner",
     "ContextDreamer",
     "DreamerV3",
     "DreamerV2",
     "DreamerHarmony",
     "DrQv2",
     "Harmonizer",
+    "MPPIPlanner",
     "SequenceReplayBuffer",
     "__version__",
 ]

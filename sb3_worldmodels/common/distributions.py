@@ -81,8 +81,8 @@ class TwoHotDist:
     def log_prob(self, target: Tensor) -> Tensor:
         """Log-likelihood of ``target`` (shape (...)) under two-hot encoding of ``symlog(target)``.
 
-        The two-hot vector has two non-zero entries, so the likelihood is read with two ``gather``s of the log-softmax
-        instead of a dense (..., K) product: the same value and gradient, without materialising one-hot tensors.
+        The two-hot vector has two non-zero entries, so the likelihood is read with two ``gather`` calls on the
+        log-softmax instead of a dense (..., K) product: the same value and gradient, without one-hot tensors.
         """
         target = symlog(target.detach()).to(self.bins.dtype)
         k = self.bins.shape[0]

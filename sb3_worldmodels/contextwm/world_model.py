@@ -248,6 +248,16 @@ class StackedWorldModel(WorldModel, VideoModules):
         return total, post, metrics
 
     # ---------------------------------------------------------------------------------------- video
+    def _context_state(self, x: Tensor, actions: Tensor, is_first: Tensor) -> dict[str, Tensor]:
+        """The action-conditional state after filtering ``x`` through both RSSMs (what imagination rolls)."""
+        _, _, post, _ = self.observe(self.encoder(x), actions, is_first)
+        return {k: v[:, -1] for k, v in post.items()}
+
+    def _decode_image(self, feat: Tensor, context: Tensor) -> Tensor:
+        """Mean image, decoded with the features of the last context frame when the model has a context encoder."""
+        return self.decoder(feat, self.context_maps(context, mode="last"))
+
+    # ---------------------------------------------------------------------------------------- video
     @torch.no_grad()
     def openloop(
         self,

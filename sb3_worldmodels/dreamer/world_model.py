@@ -275,6 +275,71 @@ class WorldModel(nn.Module):
 
     # ---------------------------------------------------------------------------------------- video
     @torch.no_grad()
+    # ---------------------------------------------------------------------------------------- video prediction
+    @torch.no_grad()
+    def predict(
+        self, context_frames: Tensor, actions: Tensor, context_actions: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Imagined frames and rewards after ``actions``: the planners' video-predictor interface.
+
+        The context frames are filtered (posterior), then the prior is rolled forward under ``actions`` and decoded;
+        the model runs in eval mode (its previous mode is restored).
+
+        :param context_frames: uint8 (B, Tc, C, H, W), the most recent last; the first starts an episode.
+        :param actions: (B, T, A) actions after the last context frame, as the replay buffer stores them (Box
+            scaled to [-1, 1], Discrete as indices (B, T, 1)).
+        :param context_actions: (B, Tc - 1, A) actions between the context frames (zeros when ``None``).
+        :return: uint8 frames (B, T, C, H, W) and predicted rewards (B, T) of reaching each frame.
+        """
+        key = self._video_key()
+        if context_frames.dim() != 5 or context_frames.dtype != torch.uint8:
+            raise ValueError(
+                f"context_frames must be uint8 (B, Tc, C, H, W), got shape {tuple(context_frames.shape)} and dtype "
+                f"{context_frames.dtype}."
+            )
+        b, tc = context_frames.shape[:2]
+        if actions.dim() != 3 or actions.shape[0] != b:
+            raise ValueError(f"actions must be (B={b}, T, A), got shape {tuple(actions.shape)}.")
+        prev = actions.new_zeros(b, tc, actions.shape[-1])
+        if context_actions is not None:
+            prev[:, 1:] = context_actions
+        is_first = torch.zeros(b, tc, device=context_frames.device)
+        is_first[:, 0] = 1.0
+        was_training = self.training
+        self.eval()
+        try:
+            x = self.preprocess({key: context_frames})[key]
+            state = self._context_state(x, self.model_actions(prev), is_first)
+            acts = self.model_actions(actions)
+            feats = []
+            for t in range(acts.shape[1]):
+                state = self.rssm.img_step(state, acts[:, t])
+                feats.append(self.rssm.feat(state))
+            feat = torch.stack(feats, 1)
+            frames = self._decode_image(feat, x)
+            rewards = self.reward_dist(feat).mean
+        finally:
+            self.train(was_training)
+        return ((frames - self.cfg.image_offset).clamp(0, 1) * 255).round().to(torch.uint8), rewards
+
+    def _video_key(self) -> str:
+        """The image key of a world model of one image observation (what :meth:`predict` needs)."""
+        if len(self.images) != 1 or self.vectors:
+            raise ValueError(
+                "predict() imagines the frames of a world model of one image observation (CnnPolicy); this one has "
+                f"images {list(self.images)} and vectors {list(self.vectors)}."
+            )
+        return next(iter(self.images))
+
+    def _context_state(self, x: Tensor, actions: Tensor, is_first: Tensor) -> dict[str, Tensor]:
+        """The latent state after filtering preprocessed frames ``x`` (B, Tc, ...) under model ``actions``."""
+        post, _ = self.rssm.observe(self.encoders[self._video_key()](x), actions, is_first)
+        return {k: v[:, -1] for k, v in post.items()}
+
+    def _decode_image(self, feat: Tensor, context: Tensor) -> Tensor:
+        """Mean preprocessed image (B, T, C, H, W) of features; ``context``: the preprocessed context frames."""
+        return self.decoders[self._video_key()](feat)
+
     def openloop(
         self,
         observations: Tensor | dict[str, Tensor],
