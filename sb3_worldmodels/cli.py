@@ -4,8 +4,7 @@
     sb3wm train DreamerHarmony sb3wm/dmc-cartpole-swingup-v0 --steps 100000 --model-size S --out runs/h
     sb3wm collect-videos --env sb3wm/dmc-walker-walk-v0 --episodes 100 --policy random --out videos/walker
     sb3wm pretrain contextwm --data ssv2=/data/ssv2:list.txt --data sim=videos/walker@0.5 --steps 200000 --out ckpt/ctx
-
-Prediction and benchmarks join this command as their issues land.
+    sb3wm predict runs/h/agent.zip --env sb3wm/dmc-cartpole-swingup-v0 --context 5 --horizon 45 --out pred.mp4
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import numpy as np
 
 from sb3_worldmodels.common.io import atomic_path
 
-__all__ = ["main", "train", "demo"]
+__all__ = ["main", "train", "demo", "predict_video"]
 
 ALGOS = ("DreamerV3", "DreamerV2", "DreamerHarmony")
 
@@ -105,6 +104,67 @@ def demo(steps: int = 2500, out: str | Path = "demo_out", model_size: str = "XS"
     )
 
 
+def predict_video(
+    agent: str | Path,
+    env_id: str,
+    out: str | Path = "prediction.mp4",
+    context: int = 5,
+    horizon: int = 45,
+    policy: str = "agent",
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Play an episode and compare it with what the agent's world model imagines from its first frames.
+
+    The agent (Dreamer, APV or ContextDreamer, from ``model.save``) or random actions (``policy="random"``) play
+    ``context + horizon`` steps of ``env_id``; the world model sees the first ``context`` frames and imagines the
+    next ``horizon`` under the actions taken (:meth:`~sb3_worldmodels.dreamer.world_model.WorldModel.predict`).
+    Writes a video of real | predicted | error frames (``.mp4`` or ``.gif``) to ``out``.
+
+    :return: a record with the video path and the PSNR (dB, frames in [0, 1]) of each imagined frame and their mean.
+    """
+    import tempfile
+
+    import torch
+    from gymnasium import spaces
+
+    from sb3_worldmodels.common.video import write_video
+    from sb3_worldmodels.data import load_agent, record_episodes
+
+    if context < 1 or horizon < 1:
+        raise ValueError(f"context and horizon must be >= 1, got {context} and {horizon}.")
+    if policy not in ("agent", "random"):
+        raise ValueError(f"policy must be 'agent' or 'random', got {policy!r}.")
+    model = load_agent(agent, device="cpu")
+    wm = getattr(model.policy, "world_model", None)
+    if wm is None or not callable(getattr(wm, "predict", None)):
+        raise ValueError(f"{agent} holds a {type(model).__name__} agent without a world model; sb3wm predict takes "
+                         "a DreamerV3, DreamerV2, DreamerHarmony, APV or ContextDreamer agent.")
+    with tempfile.TemporaryDirectory(prefix="sb3wm_predict_") as tmp:
+        path = record_episodes(env_id, 1, model if policy == "agent" else "random", tmp, seed=seed,
+                               max_episode_steps=context + horizon, env_kwargs=env_kwargs, progress_bar=False)[0]
+        with np.load(path) as episode:
+            frames, actions = episode["image"], episode["action"][1:]  # action t leads from frame t to t + 1
+    if len(frames) < context + 1:
+        raise ValueError(f"The episode ended after {len(frames) - 1} steps; give a context shorter than that.")
+    horizon = min(horizon, len(frames) - context)
+    real = torch.from_numpy(frames[: context + horizon]).permute(0, 3, 1, 2)  # (T, C, H, W) uint8
+    if isinstance(model.action_space, spaces.Box):
+        actions = model.policy.scale_action(actions.reshape(-1, *model.action_space.shape)).reshape(len(actions), -1)
+    acts = torch.as_tensor(actions, dtype=torch.float32)
+    predicted, _ = wm.predict(real[None, :context], acts[None, context - 1 : context - 1 + horizon],
+                              context_actions=acts[None, : context - 1])
+    video = torch.cat([real[:context], predicted[0]]).int()
+    error = ((video - real.int() + 255) // 2).clamp(0, 255)
+    grid = torch.cat([real.int(), video, error], -1).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    written = write_video(out, grid)
+    mse = ((predicted[0].float() - real[context:].float()) / 255.0).pow(2).flatten(1).mean(1)
+    psnr = (10 * torch.log10(1.0 / mse.clamp(min=1e-10))).tolist()
+    return {"agent": str(agent), "env": env_id, "policy": policy, "context": context, "horizon": horizon,
+            "video": str(written), "psnr_per_frame": [round(v, 2) for v in psnr],
+            "mean_psnr": round(float(np.mean(psnr)), 2)}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``sb3wm`` command."""
     parser = argparse.ArgumentParser(prog="sb3wm", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -132,6 +192,15 @@ def main(argv: list[str] | None = None) -> None:
     p_collect.add_argument("--max-episode-steps", type=int, default=None)
     p_collect.add_argument("--algo", default=None, help="the agent's algorithm when it cannot be read from the zip")
     p_collect.add_argument("--env-kwargs", default="{}", help='JSON of gym.make keywords, e.g. \'{"size": 96}\'')
+    p_predict = sub.add_parser("predict", help="video of what an agent's world model imagines vs what happens")
+    p_predict.add_argument("agent", help="agent saved by model.save (Dreamer family, APV, ContextDreamer)")
+    p_predict.add_argument("--env", required=True, help="gymnasium id, e.g. sb3wm/dmc-cartpole-swingup-v0")
+    p_predict.add_argument("--context", type=int, default=5, help="observed frames before imagination starts")
+    p_predict.add_argument("--horizon", type=int, default=45, help="imagined frames")
+    p_predict.add_argument("--policy", choices=["agent", "random"], default="agent", help="who acts in the episode")
+    p_predict.add_argument("--seed", type=int, default=0)
+    p_predict.add_argument("--out", default="prediction.mp4", help=".mp4 or .gif")
+    p_predict.add_argument("--env-kwargs", default="{}", help='JSON of gym.make keywords, e.g. \'{"size": 96}\'')
     from sb3_worldmodels.pretrain import add_arguments as add_pretrain_arguments
 
     add_pretrain_arguments(sub.add_parser("pretrain", help="pre-train an APV / ContextWM world model on videos "
@@ -148,6 +217,9 @@ def main(argv: list[str] | None = None) -> None:
                                 max_episode_steps=args.max_episode_steps, env_kwargs=json.loads(args.env_kwargs),
                                 algo=args.algo)
         record = {"env": args.env, "episodes": len(paths), "out": str(args.out)}
+    elif args.command == "predict":
+        record = predict_video(args.agent, args.env, args.out, args.context, args.horizon, args.policy, args.seed,
+                               json.loads(args.env_kwargs))
     elif args.command == "demo":
         record = demo(args.steps, args.out, args.model_size, args.eval_episodes)
     else:

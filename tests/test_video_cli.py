@@ -66,3 +66,26 @@ def test_memmap_replay_through_dreamer(tmp_path: Path) -> None:
     model.learn(48)
     assert model.replay_buffer.is_memmap and any((tmp_path / "mm").iterdir())
     assert model._n_updates == 16
+
+
+def test_cli_predict_writes_real_vs_imagined_video(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    env_id = "sb3wm/dmc-cartpole-swingup-v0"
+    DreamerV3("CnnPolicy", env_id, policy_kwargs=dict(model_size="tiny"), seed=0).save(tmp_path / "agent.zip")
+    main(["predict", str(tmp_path / "agent.zip"), "--env", env_id, "--context", "3", "--horizon", "5",
+          "--out", str(tmp_path / "pred.gif")])
+    out = capsys.readouterr().out
+    record = json.loads(out[out.rindex('{\n  "agent"'):])
+    assert record["horizon"] == 5 and len(record["psnr_per_frame"]) == 5 and record["mean_psnr"] > 0
+    video = np.stack(imageio.mimread(tmp_path / "pred.gif"))
+    assert video.shape[:3] == (8, 64, 3 * 64)
+    # the context frames are shown as observed in the "predicted" column; imagination starts after them
+    np.testing.assert_allclose(video[:3, :, 64:128].astype(int), video[:3, :, :64].astype(int), atol=8)
+    assert np.abs(video[3:, :, 64:128].astype(int) - video[3:, :, :64].astype(int)).mean() > 1
+
+
+def test_cli_predict_refuses_an_agent_without_world_model(tmp_path: Path) -> None:
+    from stable_baselines3 import SAC
+
+    SAC("MlpPolicy", "Pendulum-v1", buffer_size=10).save(tmp_path / "sac.zip")
+    with pytest.raises(ValueError, match="without a world model"):
+        main(["predict", str(tmp_path / "sac.zip"), "--env", "Pendulum-v1"])
