@@ -10,6 +10,7 @@ from sb3_worldmodels.common.harmony import Harmonizer
 from sb3_worldmodels.contextwm import APV, ContextDreamer
 from sb3_worldmodels.dreamer import DreamerHarmony, DreamerV2, DreamerV3
 from sb3_worldmodels.drqv2 import DrQv2
+from sb3_worldmodels.ivideogpt import IVideoGPT
 from sb3_worldmodels.planning import CEMPlanner, MPPIPlanner
 
 __version__ = "0.1.0"
@@ -23,6 +24,7 @@ __all__ = [
     "DreamerHarmony",
     "DrQv2",
     "Harmonizer",
+    "IVideoGPT",
     "MPPIPlanner",
     "SequenceReplayBuffer",
     "__version__",

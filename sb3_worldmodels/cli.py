@@ -130,6 +130,7 @@ def predict_video(
 
     from sb3_worldmodels.common.video import write_video
     from sb3_worldmodels.data import load_agent, record_episodes
+    from sb3_worldmodels.ivideogpt.metrics import psnr as frame_psnr
 
     if context < 1 or horizon < 1:
         raise ValueError(f"context and horizon must be >= 1, got {context} and {horizon}.")
@@ -158,8 +159,7 @@ def predict_video(
     error = ((video - real.int() + 255) // 2).clamp(0, 255)
     grid = torch.cat([real.int(), video, error], -1).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     written = write_video(out, grid)
-    mse = ((predicted[0].float() - real[context:].float()) / 255.0).pow(2).flatten(1).mean(1)
-    psnr = (10 * torch.log10(1.0 / mse.clamp(min=1e-10))).tolist()
+    psnr = frame_psnr(predicted[0], real[context:]).tolist()
     return {"agent": str(agent), "env": env_id, "policy": policy, "context": context, "horizon": horizon,
             "video": str(written), "psnr_per_frame": [round(v, 2) for v in psnr],
             "mean_psnr": round(float(np.mean(psnr)), 2)}

@@ -1,7 +1,8 @@
 """Visual model-predictive control: CEM and MPPI over action sequences of any video predictor.
 
 A predictor is anything with ``predict(context_frames, actions)`` (see :class:`VideoPredictor`): the Dreamer,
-APV and ContextDreamer world models (``model.policy.world_model``) implement it, and so will iVideoGPT.
+APV and ContextDreamer world models (``model.policy.world_model``) and :class:`~sb3_worldmodels.IVideoGPT`
+implement it.
 """
 
 from sb3_worldmodels.planning.base import Planner, VideoPredictor
