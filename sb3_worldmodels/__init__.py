@@ -11,6 +11,7 @@ from sb3_worldmodels.contextwm import APV, ContextDreamer
 from sb3_worldmodels.dreamer import DreamerHarmony, DreamerV2, DreamerV3
 from sb3_worldmodels.drqv2 import DrQv2
 from sb3_worldmodels.ivideogpt import IVideoGPT
+from sb3_worldmodels.mbpo import MBPO
 from sb3_worldmodels.planning import CEMPlanner, MPPIPlanner
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "DrQv2",
     "Harmonizer",
     "IVideoGPT",
+    "MBPO",
     "MPPIPlanner",
     "SequenceReplayBuffer",
     "__version__",

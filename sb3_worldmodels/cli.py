@@ -137,10 +137,14 @@ def predict_video(
     if policy not in ("agent", "random"):
         raise ValueError(f"policy must be 'agent' or 'random', got {policy!r}.")
     model = load_agent(agent, device="cpu")
-    wm = getattr(model.policy, "world_model", None)
+    wm = getattr(model.policy, "world_model", None) or getattr(model, "world_model", None)  # Dreamer family / MBPO
     if wm is None or not callable(getattr(wm, "predict", None)):
         raise ValueError(f"{agent} holds a {type(model).__name__} agent without a world model; sb3wm predict takes "
-                         "a DreamerV3, DreamerV2, DreamerHarmony, APV or ContextDreamer agent.")
+                         "a DreamerV3, DreamerV2, DreamerHarmony, APV, ContextDreamer or MBPO agent.")
+    model_context = getattr(getattr(wm, "tokenizer_config", None), "context_frames", None)  # IVideoGPT's fixed count
+    if model_context is not None and context < model_context:
+        raise ValueError(f"This world model reads {model_context} context frames; give --context {model_context} "
+                         "or more.")
     with tempfile.TemporaryDirectory(prefix="sb3wm_predict_") as tmp:
         path = record_episodes(env_id, 1, model if policy == "agent" else "random", tmp, seed=seed,
                                max_episode_steps=context + horizon, env_kwargs=env_kwargs, progress_bar=False)[0]
@@ -153,8 +157,9 @@ def predict_video(
     if isinstance(model.action_space, spaces.Box):
         actions = model.policy.scale_action(actions.reshape(-1, *model.action_space.shape)).reshape(len(actions), -1)
     acts = torch.as_tensor(actions, dtype=torch.float32)
-    predicted, _ = wm.predict(real[None, :context], acts[None, context - 1 : context - 1 + horizon],
-                              context_actions=acts[None, : context - 1])
+    first = context - (model_context or context)  # IVideoGPT sees the last of the context frames only
+    predicted, _ = wm.predict(real[None, first:context], acts[None, context - 1 : context - 1 + horizon],
+                              context_actions=acts[None, first : context - 1])
     video = torch.cat([real[:context], predicted[0]]).int()
     error = ((video - real.int() + 255) // 2).clamp(0, 255)
     grid = torch.cat([real.int(), video, error], -1).to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -67,11 +67,18 @@ def load_agent(path: str | os.PathLike[str], algo: str | type[BaseAlgorithm] | N
         if not named:
             raise ValueError(f"Unknown algorithm {algo!r}; choose one of {sorted(c.__name__ for c in classes)}.")
         algo = named[0]
-    if algo is None:
-        policy_class = _policy_class(path)
-        matches = [c for c in classes if any(issubclass(policy_class, p) for p in c.policy_aliases.values())]
-        if not matches:
-            raise ValueError(f"{path}: no known algorithm uses its policy {policy_class.__module__}."
-                             f"{policy_class.__qualname__}; pass algo= (an algorithm class or name).")
-        algo = matches[0]
-    return algo.load(path, device=device)
+    if algo is not None:
+        return algo.load(path, device=device)
+    policy_class = _policy_class(path)
+    matches = [c for c in classes if any(issubclass(policy_class, p) for p in c.policy_aliases.values())]
+    if not matches:
+        raise ValueError(f"{path}: no known algorithm uses its policy {policy_class.__module__}."
+                         f"{policy_class.__qualname__}; pass algo= (an algorithm class or name).")
+    errors = []
+    for candidate in matches:  # e.g. DrQv2 and MBPO share a policy: the one whose saved state fits loads
+        try:
+            return candidate.load(path, device=device)
+        except Exception as exc:  # noqa: BLE001 - the next candidate may fit; all errors are reported below
+            errors.append(f"{candidate.__name__}: {exc}")
+    raise ValueError(f"{path}: none of the algorithms using its policy could load it; pass algo=. "
+                     + " | ".join(errors))

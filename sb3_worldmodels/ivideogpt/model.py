@@ -290,8 +290,15 @@ class IVideoGPT(nn.Module):
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike[str], device: torch.device | str = "cpu") -> IVideoGPT:
-        """Rebuild a model written by :meth:`save_pretrained` (strict: every weight must be there, shapes equal)."""
+    def from_pretrained(
+        cls, path: str | os.PathLike[str], device: torch.device | str = "cpu", action_dim: int | None = None
+    ) -> IVideoGPT:
+        """Rebuild a model written by :meth:`save_pretrained` (strict: every weight must be there, shapes equal).
+
+        :param action_dim: the action size to fine-tune with. An action-free checkpoint (pre-trained on videos)
+            then gets a new zero-initialised action projection, so it predicts as before until it learns to use
+            the actions; a checkpoint with other actions is refused.
+        """
         path = Path(path)
         for name in ("tokenizer", "transformer"):
             if not (path / name / CONFIG_FILE).is_file() or not (path / name / WEIGHTS_FILE).is_file():
@@ -300,9 +307,20 @@ class IVideoGPT(nn.Module):
         tok_cfg = json.loads((path / "tokenizer" / CONFIG_FILE).read_text())
         tr_cfg = json.loads((path / "transformer" / CONFIG_FILE).read_text())
         extra = {k: tr_cfg.pop(k) for k in ("action_dim", "temperature", "top_k")}
+        saved_actions = int(extra["action_dim"])
+        if action_dim is not None and action_dim != saved_actions:
+            if saved_actions:
+                raise ValueError(f"The checkpoint {path} is conditioned on {saved_actions}-d actions, not "
+                                 f"{action_dim}-d; fine-tune an action-free checkpoint or one of this action size.")
+            extra["action_dim"] = action_dim
         model = cls(make_tokenizer_config("64", **tok_cfg), make_transformer_config("138M", **tr_cfg), **extra)
         model.tokenizer.load_state_dict(load_file(str(path / "tokenizer" / WEIGHTS_FILE)), strict=True)
         parts = nn.ModuleDict({"transformer": model.transformer, "reward_head": model.reward_head,
-                               **({"action_proj": model.action_proj} if model.action_proj else {})})
+                               **({"action_proj": model.action_proj} if saved_actions else {})})
         parts.load_state_dict(load_file(str(path / "transformer" / WEIGHTS_FILE)), strict=True)
         return model.to(device)
+
+    def architecture(self) -> dict[str, Any]:
+        """The settings that rebuild this model: ``IVideoGPT(**model.architecture())``."""
+        return {"tokenizer": self.tokenizer_config, "transformer": self.transformer_config,
+                "action_dim": self.action_dim, "temperature": self.temperature, "top_k": self.top_k}
