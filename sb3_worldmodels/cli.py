@@ -4,6 +4,7 @@
     sb3wm train DreamerHarmony sb3wm/dmc-cartpole-swingup-v0 --steps 100000 --model-size S --out runs/h
     sb3wm collect-videos --env sb3wm/dmc-walker-walk-v0 --episodes 100 --policy random --out videos/walker
     sb3wm pretrain contextwm --data ssv2=/data/ssv2:list.txt --data sim=videos/walker@0.5 --steps 200000 --out ckpt/ctx
+    sb3wm pretrain ivideogpt --data sim=videos/walker --steps 200000 --tokenizer-steps 100000 --out ckpt/ivg
     sb3wm predict runs/h/agent.zip --env sb3wm/dmc-cartpole-swingup-v0 --context 5 --horizon 45 --out pred.mp4
 """
 
@@ -208,8 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     p_predict.add_argument("--env-kwargs", default="{}", help='JSON of gym.make keywords, e.g. \'{"size": 96}\'')
     from sb3_worldmodels.pretrain import add_arguments as add_pretrain_arguments
 
-    add_pretrain_arguments(sub.add_parser("pretrain", help="pre-train an APV / ContextWM world model on videos "
-                                          "(also under torchrun: python -m sb3_worldmodels.pretrain)"))
+    add_pretrain_arguments(sub.add_parser("pretrain", help="pre-train an APV / ContextWM / iVideoGPT world model on "
+                                          "videos (also under torchrun: python -m sb3_worldmodels.pretrain)"))
     args = parser.parse_args(argv)
     if args.command == "pretrain":
         from sb3_worldmodels.pretrain import run_from_args

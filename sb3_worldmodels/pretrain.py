@@ -509,15 +509,21 @@ def _save(model: VideoWorldModel, out: Path, step: int, kind: str, optimizer: to
 # ------------------------------------------------------------------------------------------------ command line
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the pre-training arguments (shared by ``python -m sb3_worldmodels.pretrain`` and ``sb3wm pretrain``)."""
-    parser.add_argument("kind", choices=KINDS, help="contextwm (with context) or apv (plain world model)")
+    parser.add_argument("kind", choices=(*KINDS, "ivideogpt"),
+                        help="contextwm (with context), apv (plain world model) or ivideogpt (tokenizer + transformer)")
     parser.add_argument("--data", action="append", required=True, metavar=_VIDEO_HELP,
                         help="a clip source, repeatable: PATH:LIST = frame folders + list file, a folder of .npz "
                              "episodes, or a folder of mp4/webm videos; @WEIGHT = its weight in the mixture")
     parser.add_argument("--steps", type=int, required=True, help="total updates")
     parser.add_argument("--out", required=True, help="checkpoint directory (resumed from when it holds one)")
     parser.add_argument("--batch-size", type=int, default=16, help="global batch, split over the processes")
-    parser.add_argument("--sequence-length", type=int, default=25)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--sequence-length", type=int, default=None,
+                        help="frames per clip (default 25; ivideogpt: 16, 2 of them context)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default 3e-4; ivideogpt: 1e-4)")
+    parser.add_argument("--tokenizer-steps", type=int, default=None,
+                        help="ivideogpt: updates of the tokenizer phase, within --steps (default: half)")
+    parser.add_argument("--tokenizer", default="64", help="ivideogpt: tokenizer preset (64, tiny)")
+    parser.add_argument("--transformer", default="138M", help="ivideogpt: transformer preset (138M, 436M, tiny)")
     parser.add_argument("--model-size", default=None, help="tiny, XS, S, M, L, XL (default: the spec's network)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers per process")
@@ -527,7 +533,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress-bar", action="store_true")
     parser.add_argument("--kwargs", default="{}",
-                        help='JSON of ContextWMConfig fields, e.g. \'{"resnet_norm": "none", "cnn_depth": 32}\'')
+                        help='JSON of ContextWMConfig fields, e.g. \'{"resnet_norm": "none", "cnn_depth": 32}\'; '
+                             'ivideogpt: {"tokenizer": {fields}, "transformer": {fields}}')
     return parser
 
 
@@ -539,13 +546,35 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"--kwargs is not valid JSON ({exc}): {args.kwargs!r}") from exc
     if not isinstance(overrides, dict):
         raise SystemExit(f"--kwargs must be a JSON object of config fields, got {args.kwargs!r}.")
+    if args.kind == "ivideogpt":
+        return _run_ivideogpt(args, overrides)
     model = pretrain(args.kind, args.data, args.steps, args.out, batch_size=args.batch_size,
-                     sequence_length=args.sequence_length, lr=args.lr, model_size=args.model_size, seed=args.seed,
+                     sequence_length=args.sequence_length or 25, lr=args.lr or 3e-4, model_size=args.model_size,
+                     seed=args.seed,
                      log_interval=args.log_interval, save_interval=args.save_interval,
                      video_interval=args.video_interval, num_workers=args.num_workers,
                      progress_bar=not args.no_progress_bar, device=args.device, **overrides)
     return {"kind": args.kind, "out": str(args.out), "step": read_config(args.out)["step"],
             "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _run_ivideogpt(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``pretrain ivideogpt``: :func:`~sb3_worldmodels.ivideogpt.pretrain.pretrain_ivideogpt` with the arguments."""
+    from sb3_worldmodels.ivideogpt import make_tokenizer_config, make_transformer_config
+    from sb3_worldmodels.ivideogpt.pretrain import pretrain_ivideogpt
+
+    unknown = sorted(set(overrides) - {"tokenizer", "transformer"})
+    if unknown:
+        raise SystemExit(f"--kwargs for ivideogpt takes 'tokenizer' and 'transformer' field dicts, got {unknown}.")
+    model = pretrain_ivideogpt(
+        args.data, args.out, args.steps, args.steps // 2 if args.tokenizer_steps is None else args.tokenizer_steps,
+        make_tokenizer_config(args.tokenizer, **overrides.get("tokenizer", {})),
+        make_transformer_config(args.transformer, **overrides.get("transformer", {})),
+        batch_size=args.batch_size, sequence_length=args.sequence_length or 16, lr=args.lr or 1e-4, seed=args.seed,
+        log_interval=args.log_interval, save_interval=args.save_interval, num_workers=args.num_workers,
+        progress_bar=not args.no_progress_bar, device=args.device,
+    )
+    return {"kind": "ivideogpt", "out": str(args.out), "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def main(argv: list[str] | None = None) -> None:

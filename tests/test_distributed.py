@@ -16,6 +16,7 @@ check two things:
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -201,3 +202,16 @@ def test_single_process_helpers() -> None:
     info = init_distributed("cpu")
     assert (info.rank, info.world_size, info.is_main, info.device.type) == (0, 1, True, "cpu")
     assert all_reduce_mean({"a": torch.tensor(2.0), "b": 3}) == {"a": 2.0, "b": 3.0}
+
+
+def test_ivideogpt_pretraining_under_torchrun(episodes: Path, tmp_path: Path) -> None:
+    from sb3_worldmodels import IVideoGPT
+
+    out = tmp_path / "ivg"
+    kwargs = json.dumps({"tokenizer": {"image_size": 64, "patch": 4}, "transformer": {"max_tokens": 1024}})
+    _torchrun(["-m", "sb3_worldmodels.pretrain", "ivideogpt", "--data", f"sim={episodes}", "--steps", "2",
+               "--tokenizer-steps", "1", "--out", str(out), "--batch-size", "2", "--sequence-length", "4",
+               "--tokenizer", "tiny", "--transformer", "tiny", "--kwargs", kwargs, "--log-interval", "1",
+               "--no-progress-bar", "--device", "cpu"], cwd=tmp_path)
+    assert torch.load(out / "trainer.pt", weights_only=False)["step"] == 2
+    assert IVideoGPT.from_pretrained(out).tokenizer_config.image_size == 64

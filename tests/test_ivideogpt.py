@@ -238,3 +238,30 @@ def test_video_metrics_against_closed_forms() -> None:
         psnr(a.float(), b.float())
     with pytest.raises(ValueError, match="window"):
         ssim(a[..., :8, :8], b[..., :8, :8])
+
+
+def test_pretraining_phases_checkpoint_and_resume(tmp_path: Path) -> None:
+    from sb3_worldmodels.data import record_episodes
+    from sb3_worldmodels.ivideogpt.pretrain import TRAINER_FILE, cosine_lr, pretrain_ivideogpt
+
+    data = tmp_path / "npz"
+    record_episodes("sb3wm/dmc-cartpole-swingup-v0", 1, out_dir=data, max_episode_steps=12, progress_bar=False)
+    common = dict(tokenizer=make_tokenizer_config("tiny", image_size=64, patch=4),
+                  transformer=make_transformer_config("tiny", max_tokens=1024), batch_size=2, sequence_length=4,
+                  log_interval=1, progress_bar=False, device="cpu")
+    out = tmp_path / "ckpt"
+    model = pretrain_ivideogpt([f"sim={data}"], out, steps=4, tokenizer_steps=2, **common)
+    assert torch.load(out / TRAINER_FILE, weights_only=False)["step"] == 4
+    loaded = IVideoGPT.from_pretrained(out)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    rows = (out / "tb" / "progress.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert "pretrain_tokenizer/tokenizer_loss" in header and "pretrain_transformer/token_loss" in header
+    resumed = pretrain_ivideogpt([f"sim={data}"], out, steps=5, tokenizer_steps=2, **common)
+    assert torch.load(out / TRAINER_FILE, weights_only=False)["step"] == 5
+    assert not torch.equal(resumed.transformer.head.weight, model.transformer.head.weight)  # trained on
+    assert torch.equal(resumed.tokenizer.context_quant.codebook.weight, model.tokenizer.context_quant.codebook.weight)
+    assert cosine_lr(0, 100, 1.0, 10) == pytest.approx(0.1) and cosine_lr(99, 100, 1.0, 10) < 0.01
+    with pytest.raises(ValueError, match="tokenizer_steps"):
+        pretrain_ivideogpt([f"sim={data}"], out, steps=2, tokenizer_steps=3, **common)
