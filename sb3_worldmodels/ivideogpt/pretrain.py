@@ -92,7 +92,8 @@ def pretrain_ivideogpt(
     progress_bar: bool = True,
     device: torch.device | str = "auto",
 ) -> IVideoGPT:
-    """Pre-train an action-free :class:`IVideoGPT` for ``steps`` updates, the first ``tokenizer_steps`` on the tokenizer.
+    """Pre-train an action-free :class:`IVideoGPT` for ``steps`` updates, the first ``tokenizer_steps`` of them on
+    the tokenizer.
 
     :param data: a clip dataset (items ``{"image": uint8 (sequence_length, H, W, 3)}``) or ``--data`` specs (see
         :func:`sb3_worldmodels.pretrain.build_dataset`); frames must have the tokenizer's size.
@@ -139,8 +140,8 @@ def pretrain_ivideogpt(
         if trainer is not None:
             for name, opt in optimizers.items():
                 opt.load_state_dict(trainer["optimizers"][name])
-        sampler = GlobalBatchSampler(len(dataset), batch_size, info.rank, info.world_size, seed,  # type: ignore[arg-type]
-                                     start_step=step)
+        size = len(dataset)  # type: ignore[arg-type]
+        sampler = GlobalBatchSampler(size, batch_size, info.rank, info.world_size, seed, start_step=step)
         loader = DataLoader(dataset, batch_size=sampler.local_batch, sampler=sampler, num_workers=num_workers,
                             pin_memory=info.device.type == "cuda")
         logger = configure(str(out / "tb"), ["stdout", "csv", "tensorboard"]) if info.is_main else None
