@@ -6,6 +6,7 @@
     sb3wm pretrain contextwm --data ssv2=/data/ssv2:list.txt --data sim=videos/walker@0.5 --steps 200000 --out ckpt/ctx
     sb3wm pretrain ivideogpt --data sim=videos/walker --steps 200000 --tokenizer-steps 100000 --out ckpt/ivg
     sb3wm predict runs/h/agent.zip --env sb3wm/dmc-cartpole-swingup-v0 --context 5 --horizon 45 --out pred.mp4
+    sb3wm predict ckpt/ivg --video clip.mp4 --context 2 --horizon 14 --out pred.mp4
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from sb3_worldmodels.common.io import atomic_path
+from sb3_worldmodels.prediction import predict_clip, predict_video
 
-__all__ = ["main", "train", "demo", "predict_video"]
+__all__ = ["main", "train", "demo", "predict_clip", "predict_video"]
 
 ALGOS = ("DreamerV3", "DreamerV2", "DreamerHarmony")
 
@@ -105,72 +107,6 @@ def demo(steps: int = 2500, out: str | Path = "demo_out", model_size: str = "XS"
     )
 
 
-def predict_video(
-    agent: str | Path,
-    env_id: str,
-    out: str | Path = "prediction.mp4",
-    context: int = 5,
-    horizon: int = 45,
-    policy: str = "agent",
-    seed: int = 0,
-    env_kwargs: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Play an episode and compare it with what the agent's world model imagines from its first frames.
-
-    The agent (Dreamer, APV or ContextDreamer, from ``model.save``) or random actions (``policy="random"``) play
-    ``context + horizon`` steps of ``env_id``; the world model sees the first ``context`` frames and imagines the
-    next ``horizon`` under the actions taken (:meth:`~sb3_worldmodels.dreamer.world_model.WorldModel.predict`).
-    Writes a video of real | predicted | error frames (``.mp4`` or ``.gif``) to ``out``.
-
-    :return: a record with the video path and the PSNR (dB, frames in [0, 1]) of each imagined frame and their mean.
-    """
-    import tempfile
-
-    import torch
-    from gymnasium import spaces
-
-    from sb3_worldmodels.common.video import write_video
-    from sb3_worldmodels.data import load_agent, record_episodes
-    from sb3_worldmodels.ivideogpt.metrics import psnr as frame_psnr
-
-    if context < 1 or horizon < 1:
-        raise ValueError(f"context and horizon must be >= 1, got {context} and {horizon}.")
-    if policy not in ("agent", "random"):
-        raise ValueError(f"policy must be 'agent' or 'random', got {policy!r}.")
-    model = load_agent(agent, device="cpu")
-    wm = getattr(model.policy, "world_model", None) or getattr(model, "world_model", None)  # Dreamer family / MBPO
-    if wm is None or not callable(getattr(wm, "predict", None)):
-        raise ValueError(f"{agent} holds a {type(model).__name__} agent without a world model; sb3wm predict takes "
-                         "a DreamerV3, DreamerV2, DreamerHarmony, APV, ContextDreamer or MBPO agent.")
-    model_context = getattr(getattr(wm, "tokenizer_config", None), "context_frames", None)  # IVideoGPT's fixed count
-    if model_context is not None and context < model_context:
-        raise ValueError(f"This world model reads {model_context} context frames; give --context {model_context} "
-                         "or more.")
-    with tempfile.TemporaryDirectory(prefix="sb3wm_predict_") as tmp:
-        path = record_episodes(env_id, 1, model if policy == "agent" else "random", tmp, seed=seed,
-                               max_episode_steps=context + horizon, env_kwargs=env_kwargs, progress_bar=False)[0]
-        with np.load(path) as episode:
-            frames, actions = episode["image"], episode["action"][1:]  # action t leads from frame t to t + 1
-    if len(frames) < context + 1:
-        raise ValueError(f"The episode ended after {len(frames) - 1} steps; give a context shorter than that.")
-    horizon = min(horizon, len(frames) - context)
-    real = torch.from_numpy(frames[: context + horizon]).permute(0, 3, 1, 2)  # (T, C, H, W) uint8
-    if isinstance(model.action_space, spaces.Box):
-        actions = model.policy.scale_action(actions.reshape(-1, *model.action_space.shape)).reshape(len(actions), -1)
-    acts = torch.as_tensor(actions, dtype=torch.float32)
-    first = context - (model_context or context)  # IVideoGPT sees the last of the context frames only
-    predicted, _ = wm.predict(real[None, first:context], acts[None, context - 1 : context - 1 + horizon],
-                              context_actions=acts[None, first : context - 1])
-    video = torch.cat([real[:context], predicted[0]]).int()
-    error = ((video - real.int() + 255) // 2).clamp(0, 255)
-    grid = torch.cat([real.int(), video, error], -1).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    written = write_video(out, grid)
-    psnr = frame_psnr(predicted[0], real[context:]).tolist()
-    return {"agent": str(agent), "env": env_id, "policy": policy, "context": context, "horizon": horizon,
-            "video": str(written), "psnr_per_frame": [round(v, 2) for v in psnr],
-            "mean_psnr": round(float(np.mean(psnr)), 2)}
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``sb3wm`` command."""
     parser = argparse.ArgumentParser(prog="sb3wm", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -198,11 +134,15 @@ def main(argv: list[str] | None = None) -> None:
     p_collect.add_argument("--max-episode-steps", type=int, default=None)
     p_collect.add_argument("--algo", default=None, help="the agent's algorithm when it cannot be read from the zip")
     p_collect.add_argument("--env-kwargs", default="{}", help='JSON of gym.make keywords, e.g. \'{"size": 96}\'')
-    p_predict = sub.add_parser("predict", help="video of what an agent's world model imagines vs what happens")
-    p_predict.add_argument("agent", help="agent saved by model.save (Dreamer family, APV, ContextDreamer)")
-    p_predict.add_argument("--env", required=True, help="gymnasium id, e.g. sb3wm/dmc-cartpole-swingup-v0")
-    p_predict.add_argument("--context", type=int, default=5, help="observed frames before imagination starts")
-    p_predict.add_argument("--horizon", type=int, default=45, help="imagined frames")
+    p_predict = sub.add_parser("predict", help="video of what a world model imagines next to what happens")
+    p_predict.add_argument("source", help="an agent saved by model.save (Dreamer family, APV, ContextDreamer, MBPO) "
+                                          "with --env, or a checkpoint directory of sb3wm pretrain with --video")
+    where = p_predict.add_mutually_exclusive_group(required=True)
+    where.add_argument("--env", help="gymnasium id the agent plays, e.g. sb3wm/dmc-cartpole-swingup-v0")
+    where.add_argument("--video", help="a clip to continue: an .npz episode or a video file")
+    p_predict.add_argument("--context", type=int, default=None,
+                           help="observed frames before imagination starts (default 5 with --env, 2 with --video)")
+    p_predict.add_argument("--horizon", type=int, default=None, help="imagined frames (default 45 / 14)")
     p_predict.add_argument("--policy", choices=["agent", "random"], default="agent", help="who acts in the episode")
     p_predict.add_argument("--seed", type=int, default=0)
     p_predict.add_argument("--out", default="prediction.mp4", help=".mp4 or .gif")
@@ -223,9 +163,11 @@ def main(argv: list[str] | None = None) -> None:
                                 max_episode_steps=args.max_episode_steps, env_kwargs=json.loads(args.env_kwargs),
                                 algo=args.algo)
         record = {"env": args.env, "episodes": len(paths), "out": str(args.out)}
+    elif args.command == "predict" and args.env:
+        record = predict_video(args.source, args.env, args.out, args.context or 5, args.horizon or 45, args.policy,
+                               args.seed, json.loads(args.env_kwargs))
     elif args.command == "predict":
-        record = predict_video(args.agent, args.env, args.out, args.context, args.horizon, args.policy, args.seed,
-                               json.loads(args.env_kwargs))
+        record = predict_clip(args.source, args.video, args.out, args.context or 2, args.horizon or 14, args.seed)
     elif args.command == "demo":
         record = demo(args.steps, args.out, args.model_size, args.eval_episodes)
     else:
