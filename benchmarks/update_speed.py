@@ -30,6 +30,8 @@ import torch
 from gymnasium import spaces
 from torch.utils.flop_counter import FlopCounterMode
 
+from sb3_worldmodels.bench import synthetic_batch  # the same synthetic batch as `sb3wm bench dreamer`
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sheeprl_speed import _busy_cpu_seconds  # noqa: E402  (machine-wide busy CPU seconds, /proc/stat)
 
@@ -47,22 +49,6 @@ def gemm_peak(threads: int, n: int = 2048, reps: int = 10, dtype: torch.dtype = 
         a @ b
         best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
     return best
-
-
-def synthetic_batch(obs: str, batch: int, length: int) -> Any:
-    """A random SequenceSamples batch of the right shapes (timing does not depend on the values)."""
-    from sb3_worldmodels.common.buffers import SequenceSamples
-
-    g = torch.Generator().manual_seed(0)
-    if obs == "pixels":
-        o = torch.randint(0, 256, (batch, length, 3, 64, 64), dtype=torch.uint8, generator=g)
-    else:
-        o = torch.randn(batch, length, 3, generator=g)
-    z = torch.zeros(batch, length)
-    first = z.clone()
-    first[:, 0] = 1
-    return SequenceSamples(o, torch.rand(batch, length, 1, generator=g) * 2 - 1, torch.randn(batch, length, generator=g),
-                           first, z, z)
 
 
 def ours(preset: str, obs: str, updates: int, threads: int, batch: int = 16, length: int = 64,

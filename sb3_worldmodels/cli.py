@@ -7,6 +7,7 @@
     sb3wm pretrain ivideogpt --data sim=videos/walker --steps 200000 --tokenizer-steps 100000 --out ckpt/ivg
     sb3wm predict runs/h/agent.zip --env sb3wm/dmc-cartpole-swingup-v0 --context 5 --horizon 45 --out pred.mp4
     sb3wm predict ckpt/ivg --video clip.mp4 --context 2 --horizon 14 --out pred.mp4
+    sb3wm bench dreamer --model-size S --obs pixels --precision bf16
 """
 
 from __future__ import annotations
@@ -147,6 +148,17 @@ def main(argv: list[str] | None = None) -> None:
     p_predict.add_argument("--seed", type=int, default=0)
     p_predict.add_argument("--out", default="prediction.mp4", help=".mp4 or .gif")
     p_predict.add_argument("--env-kwargs", default="{}", help='JSON of gym.make keywords, e.g. \'{"size": 96}\'')
+    p_bench = sub.add_parser("bench", help="time an update / an imagined frame on this machine")
+    p_bench.add_argument("what", choices=["dreamer", "drqv2", "ivideogpt"])
+    p_bench.add_argument("--model-size", default="S", help="dreamer: tiny, XS, S, M, L, XL")
+    p_bench.add_argument("--obs", choices=["pixels", "vector"], default="pixels", help="dreamer: input")
+    p_bench.add_argument("--size", type=int, default=64, help="drqv2: image side (64, 84)")
+    p_bench.add_argument("--tokenizer", default="64", help="ivideogpt: tokenizer preset")
+    p_bench.add_argument("--transformer", default="138M", help="ivideogpt: transformer preset")
+    p_bench.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="dreamer, drqv2")
+    p_bench.add_argument("--repeats", type=int, default=3, help="timed repetitions after a warm-up")
+    p_bench.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p_bench.add_argument("--device", default="cpu")
     from sb3_worldmodels.pretrain import add_arguments as add_pretrain_arguments
 
     add_pretrain_arguments(sub.add_parser("pretrain", help="pre-train an APV / ContextWM / iVideoGPT world model on "
@@ -168,6 +180,17 @@ def main(argv: list[str] | None = None) -> None:
                                args.seed, json.loads(args.env_kwargs))
     elif args.command == "predict":
         record = predict_clip(args.source, args.video, args.out, args.context or 2, args.horizon or 14, args.seed)
+    elif args.command == "bench":
+        from sb3_worldmodels import bench
+
+        if args.what == "dreamer":
+            record = bench.dreamer_update(args.model_size, args.obs, args.repeats, args.threads, args.precision,
+                                          device=args.device)
+        elif args.what == "drqv2":
+            record = bench.drqv2_update(args.size, args.repeats, args.threads, args.precision, args.device)
+        else:
+            record = bench.ivideogpt_generation(args.tokenizer, args.transformer, repeats=args.repeats,
+                                                threads=args.threads, device=args.device)
     elif args.command == "demo":
         record = demo(args.steps, args.out, args.model_size, args.eval_episodes)
     else:
