@@ -61,8 +61,8 @@ def synthetic_batch(obs: str, batch: int, length: int, vector_dim: int = 3) -> A
     z = torch.zeros(batch, length)
     first = z.clone()
     first[:, 0] = 1
-    return SequenceSamples(o, torch.rand(batch, length, 1, generator=g) * 2 - 1, torch.randn(batch, length, generator=g),
-                           first, z, z)
+    actions = torch.rand(batch, length, 1, generator=g) * 2 - 1
+    return SequenceSamples(o, actions, torch.randn(batch, length, generator=g), first, z, z)
 
 
 def dreamer_update(model_size: str = "S", obs: str = "pixels", updates: int = 3, threads: int | None = None,
