@@ -39,6 +39,9 @@ def test_learn_follows_the_spec_schedule() -> None:
     assert model._tokenizer_updates == 2 + (120 - 61) // 20
     assert model.imagined_buffer.size() == 3 * 3  # rounds at steps 61, 81 and 101, 3 steps each, 4 rollouts a row
     assert model._n_updates == 2 * (120 - 60)  # 2 agent updates per env step
+    done = model._model_updates
+    model.learn(80)  # a second run restarts the step count: the schedule follows it, without a second warm-up
+    assert model._model_updates == done + (80 - 61) // 5
     batch = model.sample_batch(16)
     assert batch.observations.shape == (16, 9, 16, 16) and batch.observations.dtype == torch.uint8
     # the first half is real (n-step discounts, at most gamma^1), the second imagined (one-step: gamma)

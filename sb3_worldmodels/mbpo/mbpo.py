@@ -112,7 +112,9 @@ class MBPO(DrQv2):
             else isinstance(world_model, (IVideoGPT, str, os.PathLike))
         )
         self._warmed_up = False
-        self._last_model_step = self._last_tokenizer_step = self._last_rollout_step = 0
+        self._last_model_step: int | None = None
+        self._last_tokenizer_step: int | None = None
+        self._last_rollout_step = 0
         self._model_updates = self._tokenizer_updates = 0
         if _init_setup_model:
             self._setup_model()
@@ -225,6 +227,7 @@ class MBPO(DrQv2):
                 if self.tokenizer_train_every and i % max(self.tokenizer_train_every // self.model_train_every, 1) == 0:
                     run(True)
             self._warmed_up = True
+        if self._last_model_step is None or self._last_tokenizer_step is None:  # the first update of a run
             self._last_model_step = self._last_tokenizer_step = self.num_timesteps
         for _ in range((self.num_timesteps - self._last_model_step) // self.model_train_every):
             run(False)
@@ -286,7 +289,11 @@ class MBPO(DrQv2):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfMBPO:
-        """Train for ``total_timesteps`` env steps (see SB3's ``learn``)."""
+        """Train for ``total_timesteps`` env steps (see SB3's ``learn``); the world-model and imagination schedules
+        restart with the step count when ``reset_num_timesteps`` (a trained world model is not warmed up again)."""
+        if reset_num_timesteps:
+            self._last_model_step = self._last_tokenizer_step = None  # set at the first update of this run
+            self._last_rollout_step = 0
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
 
