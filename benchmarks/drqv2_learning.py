@@ -1,7 +1,8 @@
-"""Learning curves of our DrQv2 against SB3's SAC ``CnnPolicy`` on DMC from 64x64 pixels, same budget.
+"""Learning curves of our DrQv2 (and MBPO) against SB3's SAC ``CnnPolicy`` from 64x64 pixels, same budget.
 
     python benchmarks/drqv2_learning.py                         # cartpole-swingup, 50k steps = 100k frames
     python benchmarks/drqv2_learning.py --task reacher_easy
+    python benchmarks/drqv2_learning.py --task metaworld_drawer_open --algos MBPO DrQv2 --world-model tiny
     python benchmarks/drqv2_learning.py --algos DrQv2 --seeds 0 1 2 --jobs 3 --device cuda
     python benchmarks/drqv2_learning.py --steps 600 --eval-every 300 --eval-episodes 1 --learning-starts 200 \
         --batch-size 16 --tag smoke                                     # plumbing check, a few minutes
@@ -47,6 +48,10 @@ TASKS: dict[str, dict[str, Any]] = {
                              std_duration=100_000, paper=626, target=600),
     "reacher_easy": dict(env="sb3wm/dmc-reacher-easy-v0", steps=50_000, eval_every=5_000,
                          std_duration=500_000, paper=250, target=None),
+    # iVideoGPT's MBPO setting: Meta-World at action repeat 2, 100-step episodes, std decay over 100k frames
+    "metaworld_drawer_open": dict(env="sb3wm/metaworld-drawer-open-v0",
+                                  env_kwargs=dict(action_repeat=2, max_episode_steps=100), steps=50_000,
+                                  eval_every=5_000, std_duration=50_000, paper=None, target=None),
 }
 FRAMES_PER_STEP = 2  # action repeat of the sb3wm/dmc ids
 
@@ -59,26 +64,46 @@ def make_model(task: str, algo: str, seed: int, args: dict[str, Any]) -> tuple[A
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecTransposeImage
 
     import sb3_worldmodels  # noqa: F401  (registers the ids)
-    from sb3_worldmodels import DrQv2
+    from sb3_worldmodels import MBPO, DrQv2
     from sb3_worldmodels.drqv2 import linear_schedule
 
     spec = TASKS[task]
     steps = args["steps"] or spec["steps"]
-    if algo == "DrQv2":
-        model: Any = DrQv2("CnnPolicy", gym.make(spec["env"]), seed=seed, device=args["device"],
-                           buffer_size=max(steps, 1), learning_starts=min(args["learning_starts"], steps),
-                           batch_size=args["batch_size"],
-                           std_schedule=linear_schedule(1.0, 0.1, spec["std_duration"]),
-                           policy_kwargs=dict(precision=args["precision"]))
-        return model, Monitor(gym.make(spec["env"]))  # DrQv2 stacks frames itself (in predict's state)
+    env_kwargs = spec.get("env_kwargs", {})
+
+    def make() -> Any:
+        return gym.make(spec["env"], **env_kwargs)
+
+    if algo in ("DrQv2", "MBPO"):
+        common = dict(seed=seed, device=args["device"], buffer_size=max(steps, 1),
+                      learning_starts=min(args["learning_starts"], steps), batch_size=args["batch_size"],
+                      std_schedule=linear_schedule(1.0, 0.1, spec["std_duration"]),
+                      policy_kwargs=dict(precision=args["precision"]))
+        if algo == "MBPO":
+            model: Any = MBPO("CnnPolicy", make(), world_model=world_model(args["world_model"]), **common,
+                              **json.loads(args["mbpo_kwargs"]))
+        else:
+            model = DrQv2("CnnPolicy", make(), **common)
+        return model, Monitor(make())  # DrQv2 and MBPO stack frames themselves (in predict's state)
 
     def stacked(env_fn: Any) -> Any:
         return VecTransposeImage(VecFrameStack(DummyVecEnv([env_fn]), 3))
 
-    model = SAC("CnnPolicy", stacked(lambda: gym.make(spec["env"])), seed=seed, device=args["device"],
+    model = SAC("CnnPolicy", stacked(make), seed=seed, device=args["device"],
                 buffer_size=max(steps, 1), learning_starts=min(args["learning_starts"], steps),
                 batch_size=args["batch_size"], train_freq=args["sac_train_freq"])
-    return model, stacked(lambda: Monitor(gym.make(spec["env"])))
+    return model, stacked(lambda: Monitor(make()))
+
+
+def world_model(name: str) -> Any:
+    """MBPO's world model: ``tiny`` (CPU-sized iVideoGPT at 64x64), ``spec`` (the "64" tokenizer and "138M"
+    transformer) or a checkpoint directory of ``sb3wm pretrain ivideogpt``."""
+    from sb3_worldmodels.ivideogpt import make_tokenizer_config, make_transformer_config
+
+    if name == "tiny":
+        return dict(tokenizer=make_tokenizer_config("tiny", image_size=64, patch=4),
+                    transformer=make_transformer_config("tiny", max_tokens=1024))
+    return None if name == "spec" else name
 
 
 def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -89,7 +114,7 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
     spec = TASKS[task]
     model, eval_env = make_model(task, algo, seed, args)
     settings = {k: args[k] for k in ("steps", "eval_every", "eval_episodes", "learning_starts", "batch_size",
-                                     "precision", "sac_train_freq")}
+                                     "precision", "sac_train_freq", "world_model", "mbpo_kwargs")}
     steps, every = args["steps"] or spec["steps"], args["eval_every"] or spec["eval_every"]
     _, curve = learn_resumable(model, eval_env, steps, every, args["eval_episodes"],
                                {"task": task, "algo": algo, "seed": seed}, FRAMES_PER_STEP,
@@ -103,7 +128,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=list(TASKS), default="cartpole_swingup")
-    parser.add_argument("--algos", nargs="+", choices=["DrQv2", "SAC"], default=["DrQv2", "SAC"])
+    parser.add_argument("--algos", nargs="+", choices=["DrQv2", "SAC", "MBPO"], default=["DrQv2", "SAC"])
+    parser.add_argument("--mbpo-kwargs", default="{}",
+                        help='JSON of other MBPO arguments, e.g. \'{"model_warmup_updates": 200}\'')
+    parser.add_argument("--world-model", default="tiny",
+                        help="MBPO's world model: tiny (CPU), spec (iVideoGPT 64 + 138M) or a checkpoint directory")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
@@ -131,7 +160,7 @@ def main() -> None:
     rows = [row for curve in curves for row in curve]
     name = f"drqv2_learning_{args.task}{'_' + args.tag if args.tag else ''}"
     spec = TASKS[args.task]
-    write_curves(rows, name, f"DMC {args.task} from 64x64 pixels (x2 = frames)")
+    write_curves(rows, name, f"{spec['env']} from 64x64 pixels (x2 = frames)")
     final = {}
     for algo in args.algos:
         mine = [r for r in rows if r["algo"] == algo]
