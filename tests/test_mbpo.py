@@ -146,6 +146,8 @@ def test_world_model_sources_and_errors(tmp_path: Path) -> None:
         small_mbpo(DotEnv("image", size=32, continuous=True), world_model=TINY)
     with pytest.raises(TypeError, match="world_model"):
         small_mbpo(env, world_model=42)
+    with pytest.raises(ValueError, match="CnnPolicy"):
+        MBPO("MlpPolicy", "Pendulum-v1")
 
 
 def test_mbpo_on_dmc_pixels(tmp_path: Path) -> None:

@@ -90,6 +90,9 @@ class MBPO(DrQv2):
         _init_setup_model: bool = True,
         **kwargs: Any,
     ) -> None:
+        if isinstance(policy, str) and policy not in self.policy_aliases:
+            raise ValueError(f"MBPO takes 'CnnPolicy' (its world model predicts image observations), got {policy!r}; "
+                             "for vector observations use DrQv2('MlpPolicy', ...) or a Dreamer agent.")
         if not 0.0 <= real_ratio <= 1.0:
             raise ValueError(f"real_ratio must be in [0, 1], got {real_ratio}.")
         for name, value in (("model_batch_size", model_batch_size), ("model_train_every", model_train_every),
