@@ -67,9 +67,10 @@ def make_ours(size: int, precision: str, channels_last: bool) -> Callable[[], No
 
 def make_sac(size: int) -> Callable[[], None]:
     """SB3's SAC ``CnnPolicy`` (defaults) on 3 stacked frames, buffer of ``FILL`` random transitions."""
-    import sb3_worldmodels  # noqa: F401
     from stable_baselines3 import SAC
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecTransposeImage
+
+    import sb3_worldmodels  # noqa: F401
 
     env = VecTransposeImage(VecFrameStack(DummyVecEnv([lambda: gym.make(ENV_ID, size=size)]), 3))
     model = SAC("CnnPolicy", env, buffer_size=FILL + 10, batch_size=BATCH, seed=0)

@@ -10,8 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from sb3_worldmodels.envs import DMC_TASKS, configure_mujoco_gl, make_dmc
-from sb3_worldmodels.envs import rendering
+from sb3_worldmodels.envs import DMC_TASKS, configure_mujoco_gl, make_dmc, rendering
 from tests.env_checks import assert_frame, assert_registration_idempotent, check_first_step
 
 pytest.importorskip("dm_control")

@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 
-from sb3_worldmodels import IVideoGPT, MBPO
+from sb3_worldmodels import MBPO, IVideoGPT
 from sb3_worldmodels.cli import predict_video
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
 from sb3_worldmodels.data import load_agent

@@ -15,7 +15,12 @@ from stable_baselines3.common.utils import set_random_seed
 from torch.utils.data.dataloader import default_collate
 
 from sb3_worldmodels.cli import main
-from sb3_worldmodels.contextwm.checkpoint import load_pretrained, load_video_model, read_config, save_pretrained
+from sb3_worldmodels.contextwm.checkpoint import (
+    load_pretrained,
+    load_video_model,
+    read_config,
+    save_pretrained,
+)
 from sb3_worldmodels.contextwm.config import make_contextwm_config
 from sb3_worldmodels.contextwm.world_model import StackedWorldModel, VideoWorldModel
 from sb3_worldmodels.data import NpzEpisodeDataset, VideoFileDataset, record_episodes, sample_videos

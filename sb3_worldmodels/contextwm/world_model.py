@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from gymnasium import spaces
 from torch import Tensor, nn
 
 from sb3_worldmodels.common.augment import random_shift

@@ -18,7 +18,13 @@ from stable_baselines3.common.vec_env import VecEnv
 from sb3_worldmodels.common.algorithm import AtomicSaveMixin
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
 from sb3_worldmodels.common.video import log_video, openloop_frames
-from sb3_worldmodels.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy, RecurrentState
+from sb3_worldmodels.dreamer.policies import (
+    CnnPolicy,
+    DreamerPolicy,
+    MlpPolicy,
+    MultiInputPolicy,
+    RecurrentState,
+)
 
 __all__ = ["Dreamer", "DreamerV3", "DreamerV2", "DreamerHarmony"]
 

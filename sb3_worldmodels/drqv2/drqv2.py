@@ -16,8 +16,8 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import LinearSchedule, polyak_update
 from torch import Tensor
 
-from sb3_worldmodels.common.augment import random_shift
 from sb3_worldmodels.common.algorithm import AtomicSaveMixin
+from sb3_worldmodels.common.augment import random_shift
 from sb3_worldmodels.drqv2.buffers import NStepFrameStackReplayBuffer, Samples
 from sb3_worldmodels.drqv2.policies import (
     CnnPolicy,

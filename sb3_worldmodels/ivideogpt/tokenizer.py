@@ -289,7 +289,7 @@ class CompressiveTokenizer(nn.Module):
         if cfg.perceptual_weight > 0 and perceptual is None:
             raise ValueError("perceptual_weight > 0 needs a perceptual network: pass perceptual=lpips_fn (e.g. the "
                              "lpips package's LPIPS(net='vgg') with its weights), or set perceptual_weight=0.")
-        b, tc = frames.shape[0], cfg.context_frames
+        tc = cfg.context_frames
         x = to_float(frames)
         _, context, zq_ctx, ctx_vq = self.encode_context(frames[:, :tc])
         recon_ctx = self.context_decoder(zq_ctx)
