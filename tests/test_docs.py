@@ -165,3 +165,39 @@ def test_contextwm_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert updates and int(updates.group(1)) == 40 and int(updates.group(2)) > 0, text
     assert re.search(r"evaluation return: -?\d+\.\d", text), text
     assert _count_images(nb) >= 3
+
+
+IVIDEOGPT_NOTEBOOK = DOCS / "notebooks" / "ivideogpt_mbpo_planning.ipynb"
+IVIDEOGPT_TINY_PARAMETERS = """\
+EPISODES = 1
+EPISODE_SECONDS = 0.6
+TOKENIZER = {"preset": "tiny", "image_size": 64, "patch": 4}
+TRANSFORMER = {"preset": "tiny", "max_tokens": 1024}
+PRETRAIN_STEPS = 4
+TOKENIZER_STEPS = 2
+BATCH = 2
+SEQUENCE_LENGTH = 4
+HORIZON = 3
+POPULATION = 4
+MBPO_STEPS = 80
+MBPO_LEARNING_STARTS = 40
+MODEL_WARMUP = 2
+ROLLOUT_BATCH = 2
+EVAL_EPISODES = 1
+SEED = 0
+"""
+
+
+def test_ivideogpt_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record, pre-train iVideoGPT, predict, plan, train MBPO: all with a tiny budget."""
+    nb = _run_notebook(IVIDEOGPT_NOTEBOOK, IVIDEOGPT_TINY_PARAMETERS, tmp_path, monkeypatch)
+    text = _outputs_text(nb)
+    assert "1 episodes, 16 frames each, frames (64, 64, 3)" in text, text
+    assert "tokenizer/model.safetensors" in text and "trainer.pt" in text, text
+    assert re.search(r"PSNR \d+\.\d\d dB, SSIM -?\d\.\d{3} over 3 predicted frames", text), text
+    assert "within the bounds: True" in text, text
+    updates = re.search(r"env steps: (\d+), world-model updates: (\d+), imagined transitions: (\d+)", text)
+    assert updates and int(updates.group(1)) == 80 and int(updates.group(2)) > 0 and int(updates.group(3)) > 0, text
+    assert re.search(r"evaluation return: -?\d+\.\d", text), text
+    assert _count_images(nb) >= 2
+    assert (tmp_path / "mbpo_reacher.zip").exists() and (tmp_path / "prediction.gif").exists()
