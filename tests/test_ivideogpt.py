@@ -265,3 +265,21 @@ def test_pretraining_phases_checkpoint_and_resume(tmp_path: Path) -> None:
     assert cosine_lr(0, 100, 1.0, 10) == pytest.approx(0.1) and cosine_lr(99, 100, 1.0, 10) < 0.01
     with pytest.raises(ValueError, match="tokenizer_steps"):
         pretrain_ivideogpt([f"sim={data}"], out, steps=2, tokenizer_steps=3, **common)
+
+
+def test_bf16_autocast_trains_and_predicts(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = IVideoGPT("tiny", "tiny", action_dim=2, precision="bf16")
+    frames, actions = clips(2, 4), torch.rand(2, 3, 2) * 2 - 1
+    for loss, _ in (model.tokenizer_loss(frames), model.transformer_loss(frames, actions, torch.ones(2, 3))):
+        assert loss.dtype == torch.float32 and torch.isfinite(loss)
+        loss.backward()
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32
+    predicted, rewards = model.predict(frames[:, :2], actions[:, 1:])
+    assert predicted.dtype == torch.uint8 and rewards.dtype == torch.float32
+    rolled, _, _ = model.rollout(frames[:, :2], lambda f: torch.zeros(2, 2), 2)
+    assert rolled.shape == (2, 2, 3, 16, 16)
+    model.save_pretrained(tmp_path / "bf16")
+    assert IVideoGPT.from_pretrained(tmp_path / "bf16").precision == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        IVideoGPT("tiny", "tiny", precision="fp16")

@@ -51,6 +51,8 @@ class IVideoGPT(nn.Module):
     :param action_dim: action size (0: action-free, e.g. for pre-training on videos).
     :param temperature: sampling temperature of :meth:`predict` (0: greedy).
     :param top_k: sampling restricted to the ``top_k`` most likely tokens (the spec's 100).
+    :param precision: ``"fp32"``, or ``"bf16"`` for bf16 autocast of the losses and of generation (weights and
+        optimizer states stay fp32; logits, losses and sampling are computed in fp32).
     """
 
     def __init__(
@@ -60,8 +62,12 @@ class IVideoGPT(nn.Module):
         action_dim: int = 0,
         temperature: float = 1.0,
         top_k: int = 100,
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
+        self.precision = precision
         self.tokenizer_config = make_tokenizer_config(tokenizer) if isinstance(tokenizer, str) else tokenizer
         self.transformer_config = make_transformer_config(transformer) if isinstance(transformer, str) else transformer
         self.transformer_config.validate()
@@ -78,6 +84,11 @@ class IVideoGPT(nn.Module):
             nn.init.zeros_(self.action_proj.weight)
             nn.init.zeros_(self.action_proj.bias)
         self.reward_head = nn.Linear(width, 1)
+
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast on the model's device when ``precision="bf16"`` (a no-op context otherwise)."""
+        device = next(self.parameters()).device.type
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     # ---------------------------------------------------------------------------------------- sequences
     @property
@@ -142,7 +153,9 @@ class IVideoGPT(nn.Module):
         if acts is not None:
             slot_actions = torch.zeros(b, ids.shape[1], self.action_dim, device=frames.device)
             slot_actions[:, head.shape[1]:] = acts[:, :, None].expand(-1, -1, 1 + n, -1).flatten(1, 2)
-        hidden, _ = self.transformer(self._embed(ids, slot_actions))
+        with self.autocast():
+            hidden, _ = self.transformer(self._embed(ids, slot_actions))
+        hidden = hidden.float()
         # the positions that predict dynamics tokens: each slot and every dynamics token but a frame's last
         frame_hidden = hidden[:, head.shape[1]:].reshape(b, future, 1 + n, -1)
         logits = self._dynamics_logits(frame_hidden[:, :, :n])
@@ -160,11 +173,15 @@ class IVideoGPT(nn.Module):
 
     def tokenizer_loss(self, frames: Tensor, **kwargs: Any) -> tuple[Tensor, dict[str, Tensor]]:
         """The tokenizer's loss (see :meth:`~sb3_worldmodels.ivideogpt.tokenizer.CompressiveTokenizer.loss`)."""
-        return self.tokenizer.loss(frames, **kwargs)
+        with self.autocast():
+            loss, metrics = self.tokenizer.loss(frames, **kwargs)
+        return loss.float(), metrics
 
     def _dynamics_logits(self, hidden: Tensor) -> Tensor:
-        """Logits over the dynamics codebook only (the one valid output at future-frame positions)."""
-        return self.transformer.head(hidden)[..., self.context_codes:self.context_codes + self.dynamics_codes]
+        """Logits (fp32) over the dynamics codebook only (the one valid output at future-frame positions)."""
+        with self.autocast():
+            logits = self.transformer.head(hidden)
+        return logits[..., self.context_codes:self.context_codes + self.dynamics_codes].float()
 
     # ---------------------------------------------------------------------------------------- generation
     def _sample(self, logits: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -183,8 +200,9 @@ class IVideoGPT(nn.Module):
         if context_frames.dim() != 5 or context_frames.shape[1] != tc:
             raise ValueError(f"IVideoGPT takes exactly context_frames={tc} context frames (B, {tc}, C, H, W), got "
                              f"shape {tuple(context_frames.shape)}.")
-        ctx_tokens, context, _, _ = self.tokenizer.encode_context(context_frames)
-        _, cache = self.transformer(self._embed(self.context_sequence(ctx_tokens)))
+        with self.autocast():
+            ctx_tokens, context, _, _ = self.tokenizer.encode_context(context_frames)
+            _, cache = self.transformer(self._embed(self.context_sequence(ctx_tokens)))
         return context, cache
 
     def _step(self, cache: KVCache, action: Tensor | None, generator: torch.Generator | None
@@ -195,13 +213,14 @@ class IVideoGPT(nn.Module):
         ids = torch.full((b, 1), self.slot_token, dtype=torch.long, device=device)
         x = self._embed(ids, None if action is None else action[:, None])
         tokens = []
-        for _ in range(self.tokenizer_config.dynamics_tokens):
-            hidden, cache = self.transformer(x, cache)
-            token = self._sample(self._dynamics_logits(hidden[:, -1]), generator)
-            tokens.append(token)
-            x = self._embed((token + self.context_codes)[:, None])
-        hidden, cache = self.transformer(x, cache)  # the frame's last token: its hidden state reads the reward
-        reward = symexp(self.reward_head(hidden[:, -1])[:, 0])
+        with self.autocast():
+            for _ in range(self.tokenizer_config.dynamics_tokens):
+                hidden, cache = self.transformer(x, cache)
+                token = self._sample(self._dynamics_logits(hidden[:, -1]), generator)
+                tokens.append(token)
+                x = self._embed((token + self.context_codes)[:, None])
+            hidden, cache = self.transformer(x, cache)  # the frame's last token: its hidden state reads the reward
+        reward = symexp(self.reward_head(hidden[:, -1].float())[:, 0])
         return torch.stack(tokens, 1), reward, cache
 
     @torch.no_grad()
@@ -234,7 +253,8 @@ class IVideoGPT(nn.Module):
                 tok, reward, cache = self._step(cache, None if acts is None else acts[:, j], generator)
                 tokens.append(tok)
                 rewards.append(reward)
-            frames = self.tokenizer.decode_dynamics(torch.stack(tokens, 1), context)
+            with self.autocast():
+                frames = self.tokenizer.decode_dynamics(torch.stack(tokens, 1), context)
         finally:
             self.train(was_training)
         return frames, torch.stack(rewards, 1)
@@ -260,7 +280,8 @@ class IVideoGPT(nn.Module):
             for _ in range(horizon):
                 action = policy(torch.cat(seen, 1)).float()
                 tok, reward, cache = self._step(cache, action, generator)
-                seen.append(self.tokenizer.decode_dynamics(tok[:, None], context))
+                with self.autocast():
+                    seen.append(self.tokenizer.decode_dynamics(tok[:, None], context))
                 actions.append(action)
                 rewards.append(reward)
         finally:
@@ -277,7 +298,7 @@ class IVideoGPT(nn.Module):
             "transformer": (nn.ModuleDict({"transformer": self.transformer, "reward_head": self.reward_head,
                                            **({"action_proj": self.action_proj} if self.action_proj else {})}),
                             {**config_dict(self.transformer_config), "action_dim": self.action_dim,
-                             "temperature": self.temperature, "top_k": self.top_k}),
+                             "temperature": self.temperature, "top_k": self.top_k, "precision": self.precision}),
         }
         for name, (module, config) in parts.items():
             folder = path / name
@@ -306,8 +327,8 @@ class IVideoGPT(nn.Module):
                                         f"and {WEIGHTS_FILE} (write one with model.save_pretrained(path)).")
         tok_cfg = json.loads((path / "tokenizer" / CONFIG_FILE).read_text())
         tr_cfg = json.loads((path / "transformer" / CONFIG_FILE).read_text())
-        extra = {k: tr_cfg.pop(k) for k in ("action_dim", "temperature", "top_k")}
-        saved_actions = int(extra["action_dim"])
+        extra = {k: tr_cfg.pop(k) for k in ("action_dim", "temperature", "top_k", "precision") if k in tr_cfg}
+        saved_actions = int(extra.get("action_dim", 0))
         if action_dim is not None and action_dim != saved_actions:
             if saved_actions:
                 raise ValueError(f"The checkpoint {path} is conditioned on {saved_actions}-d actions, not "
@@ -323,4 +344,5 @@ class IVideoGPT(nn.Module):
     def architecture(self) -> dict[str, Any]:
         """The settings that rebuild this model: ``IVideoGPT(**model.architecture())``."""
         return {"tokenizer": self.tokenizer_config, "transformer": self.transformer_config,
-                "action_dim": self.action_dim, "temperature": self.temperature, "top_k": self.top_k}
+                "action_dim": self.action_dim, "temperature": self.temperature, "top_k": self.top_k,
+                "precision": self.precision}

@@ -142,6 +142,7 @@ class MBPO(DrQv2):
         self.world_model_spec = {
             "tokenizer": config_dict(tc), "transformer": config_dict(self.world_model.transformer_config),
             "temperature": self.world_model.temperature, "top_k": self.world_model.top_k,
+            "precision": self.world_model.precision,
         }
         tokenizer_params = [p for n, p in self.world_model.tokenizer.named_parameters()
                             if not (self.freeze_codebooks and n.endswith("codebook.weight"))]
@@ -167,7 +168,8 @@ class MBPO(DrQv2):
             spec = self.world_model_spec
             return IVideoGPT(TokenizerConfig(**_tuples(spec["tokenizer"])),
                              TransformerConfig(**_tuples(spec["transformer"])), action_dim=action_dim,
-                             temperature=spec["temperature"], top_k=spec["top_k"])
+                             temperature=spec["temperature"], top_k=spec["top_k"],
+                             precision=spec.get("precision", "fp32"))
         if isinstance(source, IVideoGPT):
             if source.action_dim != action_dim:
                 raise ValueError(f"The world model takes {source.action_dim}-d actions, the env {action_dim}-d; build "
