@@ -169,6 +169,8 @@ def test_action_free_model_predicts_a_horizon_and_refuses_rollouts() -> None:
     assert frames.shape == (1, 2, 3, 16, 16) and rewards.shape == (1, 2)
     with pytest.raises(ValueError, match="horizon"):
         model.predict(clips(1, 2))
+    with pytest.raises(ValueError, match="action-free"):
+        model.predict(clips(1, 2), torch.zeros(1, 2, 1))
     with pytest.raises(ValueError, match="action-conditioned"):
         model.rollout(clips(1, 2), lambda f: torch.zeros(1, 1), 2)
     with pytest.raises(ValueError, match="exactly context_frames=2"):

@@ -115,6 +115,10 @@ class IVideoGPT(nn.Module):
 
     def _check_actions(self, actions: Tensor | None, b: int, frames: int) -> Tensor | None:
         if self.action_proj is None:
+            if actions is not None:
+                raise ValueError("This model is action-free (action_dim=0) and would ignore the actions: build it "
+                                 "with action_dim=A (IVideoGPT.from_pretrained(path, action_dim=A) for a pre-trained "
+                                 "one), or give horizon= instead of actions.")
             return None
         if actions is None or actions.dim() != 3 or tuple(actions.shape[:2]) != (b, frames) \
                 or actions.shape[-1] != self.action_dim:
@@ -243,7 +247,7 @@ class IVideoGPT(nn.Module):
         self.eval()
         try:
             b = context_frames.shape[0]
-            steps = actions.shape[1] if actions is not None else horizon
+            steps = actions.shape[1] if actions is not None and actions.dim() == 3 else horizon
             if steps is None or steps < 1:
                 raise ValueError("Give actions (B, T, A) or, for an action-free model, horizon=T >= 1.")
             acts = self._check_actions(actions, b, steps)
