@@ -26,7 +26,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 
 from sb3_worldmodels.drqv2.buffers import Samples, sample_mixed
-from sb3_worldmodels.drqv2.drqv2 import DrQv2
+from sb3_worldmodels.drqv2.drqv2 import DrQv2, linear_schedule
 from sb3_worldmodels.drqv2.policies import CnnPolicy
 from sb3_worldmodels.ivideogpt.config import TokenizerConfig, TransformerConfig, config_dict
 from sb3_worldmodels.ivideogpt.model import IVideoGPT
@@ -62,7 +62,9 @@ class MBPO(DrQv2):
     :param imagined_buffer_size: capacity of the imagined buffer in transitions (stacked frames, observation and
         next observation: about 74 KB each at 64x64x3 and a stack of 3).
     :param kwargs: :class:`~sb3_worldmodels.drqv2.DrQv2` arguments; MBPO's defaults differ in
-        ``update_every_steps=1`` and ``gradient_steps=2`` (2 agent updates per env step).
+        ``update_every_steps=1`` and ``gradient_steps=2`` (2 agent updates per env step) and in the exploration
+        ``std_schedule``: ``linear_schedule(1.0, 0.1, 50_000)``, the spec's 100k frames of the iVideoGPT Meta-World
+        configuration at action repeat 2.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"CnnPolicy": CnnPolicy}
@@ -100,6 +102,7 @@ class MBPO(DrQv2):
                             ("rollout_horizon", rollout_horizon)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
+        kwargs.setdefault("std_schedule", linear_schedule(1.0, 0.1, 50_000))  # iVideoGPT's 100k frames at repeat 2
         super().__init__(policy, env, update_every_steps=update_every_steps, gradient_steps=gradient_steps,
                          _init_setup_model=False, **kwargs)
         self.real_ratio, self.model_lr, self.model_grad_clip = real_ratio, model_lr, model_grad_clip
