@@ -57,10 +57,14 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
         cls = getattr(sb3_worldmodels, algo)
         model = cls("MlpPolicy", env, seed=seed, learning_starts=args["learning_starts"], batch_size=args["batch_size"],
                     sequence_length=args["sequence_length"], train_ratio=args["train_ratio"],
-                    policy_kwargs=dict(model_size=args["model_size"]))
+                    policy_kwargs=dict(model_size=args["model_size"], precision=args["precision"],
+                                       **json.loads(args["policy_kwargs"])))
     run = {"task": task, "algo": algo, "seed": seed}
     settings = {k: args[k] for k in ("steps", "eval_every", "eval_episodes", "model_size", "train_ratio",
                                      "batch_size", "sequence_length", "learning_starts")}
+    # recorded only when set, so that runs started before these options resume
+    optional = (("precision", "fp32"), ("policy_kwargs", "{}"))
+    settings.update({k: args[k] for k, default in optional if args[k] != default})
     steps, every = args["steps"] or spec["steps"], args["eval_every"] or spec["eval_every"]
     _, curve = learn_resumable(model, eval_env, steps, every, args["eval_episodes"], run, spec["frames_per_step"],
                                run_dir=run_dir(f"learning_{task}", args["tag"], algo, seed),
@@ -219,6 +223,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--sequence-length", type=int, default=64)
     parser.add_argument("--learning-starts", type=int, default=1024)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="Dreamer update precision")
+    parser.add_argument("--policy-kwargs", default="{}",
+                        help='JSON of other Dreamer config fields, e.g. \'{"units": 256, "mlp_layers": 2}\'')
     parser.add_argument("--tag", default="")
     parser.add_argument("--restart", action="store_true", help="discard the runs' checkpoints and start over")
     args = parser.parse_args()
