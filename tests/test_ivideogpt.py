@@ -142,7 +142,7 @@ def test_transformer_learns_the_clips_and_the_rewards() -> None:
     model = IVideoGPT("tiny", "tiny", action_dim=1)
     frames, actions = clips(4, 5), torch.zeros(4, 4, 1)
     rewards = frames[:, 1:, 0, 0].float().sum(-1) / 255.0  # 1 when the bar reaches column-row (0, *)
-    opt = torch.optim.Adam([p for n, p in model.named_parameters() if not n.startswith("tokenizer.")], 3e-3)
+    opt = torch.optim.Adam(model.transformer_parameters(), 3e-3)
     first = None
     for _ in range(80):
         loss, metrics = model.transformer_loss(frames, actions, rewards)

@@ -85,6 +85,10 @@ class IVideoGPT(nn.Module):
             nn.init.zeros_(self.action_proj.bias)
         self.reward_head = nn.Linear(width, 1)
 
+    def transformer_parameters(self) -> list[nn.Parameter]:
+        """Every parameter but the tokenizer's: transformer, reward head and action projection (trained together)."""
+        return [p for n, p in self.named_parameters() if not n.startswith("tokenizer.")]
+
     def autocast(self) -> torch.autocast:
         """bf16 autocast on the model's device when ``precision="bf16"`` (a no-op context otherwise)."""
         device = next(self.parameters()).device.type

@@ -134,8 +134,7 @@ def pretrain_ivideogpt(
         model.transformer.embed.weight._no_decay = True  # type: ignore[attr-defined]
         optimizers = {
             "tokenizer": _adamw(list(model.tokenizer.parameters()), lr, weight_decay),
-            "transformer": _adamw([p for n, p in model.named_parameters() if not n.startswith("tokenizer.")], lr,
-                                  weight_decay),
+            "transformer": _adamw(model.transformer_parameters(), lr, weight_decay),
         }
         if trainer is not None:
             for name, opt in optimizers.items():

@@ -28,7 +28,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from sb3_worldmodels.drqv2.buffers import Samples, sample_mixed
 from sb3_worldmodels.drqv2.drqv2 import DrQv2, linear_schedule
 from sb3_worldmodels.drqv2.policies import CnnPolicy
-from sb3_worldmodels.ivideogpt.config import TokenizerConfig, TransformerConfig, config_dict
+from sb3_worldmodels.ivideogpt.config import config_dict, make_tokenizer_config, make_transformer_config
 from sb3_worldmodels.ivideogpt.model import IVideoGPT
 from sb3_worldmodels.mbpo.imagination import add_imagined, fill_episode_starts, imagine, sample_segments
 
@@ -149,7 +149,7 @@ class MBPO(DrQv2):
         }
         tokenizer_params = [p for n, p in self.world_model.tokenizer.named_parameters()
                             if not (self.freeze_codebooks and n.endswith("codebook.weight"))]
-        gpt_params = [p for n, p in self.world_model.named_parameters() if not n.startswith("tokenizer.")]
+        gpt_params = self.world_model.transformer_parameters()
         self.tokenizer_optimizer = th.optim.AdamW(tokenizer_params, lr=self.model_lr, weight_decay=0.0)
         decay = [p for p in gpt_params if p.dim() >= 2]
         no_decay = [p for p in gpt_params if p.dim() < 2]
@@ -169,8 +169,8 @@ class MBPO(DrQv2):
         source, self._world_model_source = self._world_model_source, None
         if self.world_model_spec:  # loading a saved agent: rebuild the architecture, set_parameters fills it
             spec = self.world_model_spec
-            return IVideoGPT(TokenizerConfig(**_tuples(spec["tokenizer"])),
-                             TransformerConfig(**_tuples(spec["transformer"])), action_dim=action_dim,
+            return IVideoGPT(make_tokenizer_config("64", **spec["tokenizer"]),
+                             make_transformer_config("138M", **spec["transformer"]), action_dim=action_dim,
                              temperature=spec["temperature"], top_k=spec["top_k"],
                              precision=spec.get("precision", "fp32"))
         if isinstance(source, IVideoGPT):
@@ -205,7 +205,7 @@ class MBPO(DrQv2):
         else:
             loss, metrics = wm.transformer_loss(batch.observations, batch.prev_actions[:, 1:],  # type: ignore[arg-type]
                                                 batch.rewards[:, 1:])
-            params = [p for n, p in wm.named_parameters() if not n.startswith("tokenizer.")]
+            params = wm.transformer_parameters()
             optimizer = self.wm_optimizer
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -303,9 +303,3 @@ class MBPO(DrQv2):
             self._last_model_step = self._last_tokenizer_step = None  # set at the first update of this run
             self._last_rollout_step = 0
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
-
-
-def _tuples(values: dict[str, Any]) -> dict[str, Any]:
-    """Lists of a JSON-ready config back to tuples."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-
