@@ -64,3 +64,17 @@ def test_resume_refuses_other_settings(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--restart"):
         run({"lr": 2})
     assert [r["step"] for r in run({"lr": 2}, restart=True)] == [100]
+
+
+def test_collect_curves_reads_stopped_runs(tmp_path: Path) -> None:
+    """``collect_curves.py`` gives the curve and last evaluation of a run stopped before its budget."""
+    from collect_curves import collect
+
+    with pytest.raises(FileNotFoundError, match="state.json"):
+        collect(tmp_path / "bench")
+    learn_resumable(make("SAC"), Monitor(gym.make("Pendulum-v1")), 200, 100, 1, {"algo": "SAC", "seed": 0},
+                    run_dir=tmp_path / "bench" / "SAC_s0", settings={"lr": 1})
+    rows, last = collect(tmp_path / "bench")
+    assert [r["step"] for r in rows] == [100, 200]
+    assert last["SAC_s0"]["step"] == 200 and last["SAC_s0"]["settings"] == {"lr": 1}
+    assert last["SAC_s0"]["eval_return"] == rows[-1]["eval_return"]

@@ -1,0 +1,59 @@
+"""Curves of stopped or unfinished benchmark runs, read from their checkpoints.
+
+    python benchmarks/collect_curves.py drqv2_learning_cartpole_swingup --name drqv2_learning_cartpole_swingup \
+        --root /path/to/copied/benchmarks/.runs --note "H100, SAC stopped at 40k steps when the lease ended"
+
+The learning scripts write their CSV/PNG/JSON only when every run of a command has finished. A run stopped
+earlier (a session or a GPU lease that ended) keeps its curve in ``<root>/<bench>/<algo>_s<seed>/state.json``
+(``learning.py``'s ``learn_resumable``); this script writes those curves as ``benchmarks/results/<name>.csv`` and
+``.png`` (``learning.py``'s plot), and ``<name>.json`` with each run's last step and return, its wall time and
+the note, so partial figures are kept in the same form as finished ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learning import RESULTS, write_curves
+
+
+def collect(bench_dir: Path) -> tuple[list[dict], dict[str, dict]]:
+    """The curve rows of every run under ``bench_dir`` and, per run, its last evaluation and wall time."""
+    rows: list[dict] = []
+    last: dict[str, dict] = {}
+    for state_file in sorted(bench_dir.glob("*/state.json")):
+        state = json.loads(state_file.read_text())
+        curve = state.get("curve", [])
+        if not curve:
+            continue
+        rows += curve
+        last[state_file.parent.name] = {"step": curve[-1]["step"], "eval_return": curve[-1]["eval_return"],
+                                            "wall_seconds": round(state.get("elapsed", 0.0), 1),
+                                            "settings": state.get("settings", {})}
+    if not rows:
+        raise FileNotFoundError(f"No run with an evaluation under {bench_dir} (expected <run>/state.json files).")
+    return rows, last
+
+
+def main() -> None:
+    """Command line: see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bench", help="the benchmark's folder name under the runs root")
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent / ".runs")
+    parser.add_argument("--name", default=None, help="results file name (default: the benchmark's)")
+    parser.add_argument("--note", default="", help="where and how the runs ran, and why they stopped")
+    args = parser.parse_args()
+    rows, last = collect(args.root / args.bench)
+    name = args.name or args.bench
+    write_curves(rows, name, name.replace("_", " "))
+    (RESULTS / f"{name}.json").write_text(json.dumps({"runs": last, "note": args.note}, indent=2) + "\n")
+    for run, info in last.items():
+        print(f"{run}: step {info['step']}, return {info['eval_return']:.1f}, {info['wall_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
