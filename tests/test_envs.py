@@ -134,6 +134,18 @@ def test_rectangular_size_and_camera() -> None:
     quadruped.close()
 
 
+def test_shadows_option() -> None:
+    """Default frames skip dm_control's shadow map and multisampling; ``shadows=True`` keeps them."""
+    plain, shaded = make_dmc("cartpole", "swingup"), gym.make(CARTPOLE, shadows=True).unwrapped
+    assert plain.shimmy_env.physics.model.vis.quality.shadowsize == 0
+    quality = shaded.shimmy_env.physics.model.vis.quality
+    assert quality.shadowsize > 0 and quality.offsamples > 0
+    frames = [env.reset(seed=0)[0] for env in (plain, shaded)]
+    assert_frame(frames[1], (64, 64, 3))
+    assert np.abs(frames[0].astype(int) - frames[1].astype(int)).mean() > 0.5  # same state, other rendering
+    plain.close()
+    shaded.close()
+
 @pytest.mark.parametrize("obs_type", ["pixels", "state"])
 def test_gymnasium_env_checker(obs_type: str) -> None:
     from gymnasium.utils.env_checker import check_env

@@ -55,6 +55,7 @@ class DMCEnv(PixelStateEnv):
         action_repeat: int = 2,
         camera_id: int = 0,
         render_mode: str | None = "rgb_array",
+        shadows: bool = False,
     ) -> None:
         """Wrap ``env`` (a shimmy env created with ``render_mode="rgb_array"``).
 
@@ -65,6 +66,8 @@ class DMCEnv(PixelStateEnv):
             action_repeat: Physics control steps per agent step (>= 1).
             camera_id: MuJoCo camera used for observations and :meth:`render`.
             render_mode: ``"rgb_array"`` or ``None``.
+            shadows: Keep dm_control's shadow map and multisampling, as DrQ-v2 and DreamerV3 rendered
+                (about 4.5x slower small frames on a CPU renderer).
         """
         self.state_keys: tuple[str, ...] = tuple(env.observation_space.spaces)
         state_dim = sum(int(np.prod(env.observation_space[k].shape)) for k in self.state_keys)
@@ -73,8 +76,9 @@ class DMCEnv(PixelStateEnv):
         self.camera_id = camera_id
 
         physics = env.physics
-        # No shadows / multisampling: ~4.5x faster small renders.
-        disable_shadows(physics.model)
+        if not shadows:
+            # No shadows / multisampling: ~4.5x faster small renders.
+            disable_shadows(physics.model)
         # The offscreen buffer (default 640x480) is allocated on first render: make frames fit.
         glob = physics.model.vis.global_
         glob.offwidth, glob.offheight = max(glob.offwidth, self.width), max(glob.offheight, self.height)
@@ -139,6 +143,7 @@ def make_dmc(
     camera_id: int | None = None,
     seed: int | None = None,
     render_mode: str | None = "rgb_array",
+    shadows: bool = False,
     **task_kwargs: Any,
 ) -> gym.Env:
     """Create a DeepMind Control Suite task as a gymnasium environment.
@@ -154,6 +159,9 @@ def make_dmc(
         camera_id: Camera for frames; default 2 for quadruped, else 0 (as DreamerV3/DrQ-v2).
         seed: Seed of dm_control's task RNG (``reset(seed=...)`` re-seeds it too).
         render_mode: ``"rgb_array"`` (default) or ``None``.
+        shadows: Render with dm_control's shadows and multisampling, as the papers' pixel results
+            were (off by default: about 4.5x faster 64x64 frames on a CPU renderer, the cart's shadow
+            and the rail's anti-aliasing gone).
         **task_kwargs: Extra suite task kwargs, e.g. ``time_limit=10``.
 
     Returns:
@@ -176,4 +184,4 @@ def make_dmc(
         camera_id = 2 if domain == "quadruped" else 0
     dm_env = suite.load(domain, task, task_kwargs={"random": seed, **task_kwargs})
     env = shimmy.DmControlCompatibilityV0(dm_env, render_mode="rgb_array")
-    return DMCEnv(env, obs_type, (height, width), action_repeat, camera_id, render_mode)
+    return DMCEnv(env, obs_type, (height, width), action_repeat, camera_id, render_mode, shadows)
