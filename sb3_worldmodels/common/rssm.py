@@ -129,17 +129,23 @@ class RSSM(nn.Module):
         """Model features [deter, stoch] used by every head."""
         return torch.cat([state["deter"], state["stoch"]], -1)
 
-    def _reset(self, state: State, action: Tensor | None, is_first: Tensor) -> tuple[State, Tensor | None]:
-        mask = is_first.to(state["deter"].dtype)[:, None]
-        if not bool(mask.any()):
+    def _reset(
+        self, state: State, action: Tensor | None, is_first: Tensor, init: State | None = None
+    ) -> tuple[State, Tensor | None]:
+        """Where ``is_first``, the state becomes ``init`` (default :meth:`initial`) and the action zero.
+
+        On an accelerator this never reads ``is_first`` back to the host (a sync per step would stall the
+        kernel queue of every update); on the CPU, where reading it is free, a step with no episode start
+        returns at once.
+        """
+        first = is_first.bool()
+        if first.device.type == "cpu" and not bool(first.any()):
             return state, action
-        init = self.initial(mask.shape[0])
-        new = {}
-        for k, v in state.items():
-            m = mask.reshape(-1, *([1] * (v.dim() - 1)))
-            new[k] = v * (1 - m) + init[k] * m
+        if init is None:
+            init = self.initial(first.shape[0])
+        new = {k: torch.where(first.reshape(-1, *([1] * (v.dim() - 1))), init[k], v) for k, v in state.items()}
         if action is not None:
-            action = action * (1 - mask)
+            action = torch.where(first[:, None], torch.zeros_like(action), action)
         return new, action
 
     def img_step(self, state: State, action: Tensor | None) -> State:
@@ -150,13 +156,20 @@ class RSSM(nn.Module):
         return {"deter": deter, "stoch": self._sample(stats), **stats}
 
     def obs_step(
-        self, state: State, action: Tensor | None, embed: Tensor, is_first: Tensor, sample: bool = True
+        self,
+        state: State,
+        action: Tensor | None,
+        embed: Tensor,
+        is_first: Tensor,
+        sample: bool = True,
+        init: State | None = None,
     ) -> tuple[State, State]:
         """Posterior step: resets where ``is_first``, takes a prior step, then conditions on ``embed``.
 
-        ``sample=False`` takes the posterior's mode (deterministic acting).
+        ``sample=False`` takes the posterior's mode (deterministic acting); ``init`` is the state a reset
+        takes (default :meth:`initial`, which :meth:`observe` computes once per sequence).
         """
-        state, action = self._reset(state, action, is_first)
+        state, action = self._reset(state, action, is_first, init)
         prior = self.img_step(state, action)
         stats = self._stats(self.obs_out(torch.cat([prior["deter"], embed], -1)))
         post = {"deter": prior["deter"], "stoch": self._sample(stats, sample), **stats}
@@ -174,12 +187,16 @@ class RSSM(nn.Module):
         :return: posteriors and priors, each a dict of (B, T, ...) tensors.
         """
         b, t = embed.shape[:2]
+        # the initial state depends on the parameters only: computed once, for the start and every reset
+        # (on the CPU only when needed: reading is_first there costs no sync)
         if state is None:
-            state = self.initial(b)
+            state = init = self.initial(b)
+        else:
+            init = self.initial(b) if is_first.device.type != "cpu" or bool(is_first.any()) else None
         posts, priors = [], []
         for i in range(t):
             act = None if actions is None else actions[:, i]
-            state, prior = self.obs_step(state, act, embed[:, i], is_first[:, i])
+            state, prior = self.obs_step(state, act, embed[:, i], is_first[:, i], init=init)
             posts.append(state)
             priors.append(prior)
         return _stack(posts), _stack(priors)
