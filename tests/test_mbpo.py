@@ -10,6 +10,7 @@ import pytest
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.save_util import save_to_pkl
 
 from sb3_worldmodels import MBPO, IVideoGPT
 from sb3_worldmodels.cli import predict_video
@@ -126,6 +127,30 @@ def test_save_load_restores_world_model_and_optimizers(tmp_path: Path) -> None:
     loaded.learn(20, reset_num_timesteps=False)
     assert loaded._model_updates == model._model_updates + 4  # continues the schedule, no second warm-up
 
+
+
+def test_replay_save_load_keeps_the_imagined_buffer(tmp_path: Path) -> None:
+    """A resumed MBPO run samples from the same real and imagined data; a plain replay pickle loads as the real one."""
+    env = DotEnv("image", size=16, continuous=True, length=30)
+    model = small_mbpo(env)
+    model.learn(100)
+    assert model.imagined_buffer.size() > 0
+    loaded = small_mbpo(env)
+    loaded.load_replay_buffer(_save_buffer(model, tmp_path))
+    for name in ("replay_buffer", "imagined_buffer"):
+        a, b = getattr(model, name), getattr(loaded, name)
+        assert (a.pos, a.full) == (b.pos, b.full), name
+        np.testing.assert_array_equal(a.observations, b.observations)
+        np.testing.assert_array_equal(a.rewards, b.rewards)
+    plain = small_mbpo(env)
+    save_to_pkl(tmp_path / "real.pkl", model.replay_buffer)
+    plain.load_replay_buffer(tmp_path / "real.pkl")
+    assert plain.replay_buffer.size() == model.replay_buffer.size() and plain.imagined_buffer.size() == 0
+    save_to_pkl(tmp_path / "other.pkl", {"real": [1, 2]})
+    with pytest.raises(TypeError, match="save_replay_buffer"):
+        plain.load_replay_buffer(tmp_path / "other.pkl")
+    with pytest.warns(UserWarning, match="rollouts of 4"):
+        small_mbpo(env, rollout_batch=2).load_replay_buffer(tmp_path / "replay.pkl")
 
 def _save_buffer(model: MBPO, tmp_path: Path) -> Path:
     model.save_replay_buffer(tmp_path / "replay.pkl")

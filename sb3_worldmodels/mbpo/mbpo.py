@@ -15,16 +15,21 @@ The loop, on top of :class:`~sb3_worldmodels.drqv2.DrQv2` (``specs/ivideogpt.md`
 
 from __future__ import annotations
 
+import io
 import os
+import pathlib
 import time
+import warnings
 from collections import defaultdict
 from typing import Any, ClassVar, TypeVar
 
 import torch as th
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 
+from sb3_worldmodels.common.algorithm import write_atomically
 from sb3_worldmodels.drqv2.buffers import Samples, sample_mixed
 from sb3_worldmodels.drqv2.drqv2 import DrQv2, linear_schedule
 from sb3_worldmodels.drqv2.policies import CnnPolicy
@@ -271,6 +276,32 @@ class MBPO(DrQv2):
         add_imagined(self.imagined_buffer, obs, actions, rewards, next_obs)
         self.logger.record("imagination/reward_mean", float(rewards.mean()))
         self.logger.record("imagination/buffer_size", self.imagined_buffer.size() * self.rollout_batch)
+
+    # ------------------------------------------------------------------------------------------ replay
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """Save the real replay and the imagined buffer in one pickle (written atomically), so that a resumed run
+        draws its mixed batches from the same data; :meth:`load_replay_buffer` reads it back."""
+        assert self.replay_buffer is not None, "The replay buffer is not defined"
+        buffers = {"real": self.replay_buffer, "imagined": self.imagined_buffer}
+        write_atomically(save_to_pkl, path, ".pkl", buffers, self.verbose)
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """Load what :meth:`save_replay_buffer` saved. A plain replay buffer (DrQv2's, say) becomes the real replay
+        and leaves the imagined buffer as it is; so does a saved imagined buffer of another ``rollout_batch``
+        (with a warning). ``truncate_last_traj`` is SB3's argument, unused here (no HER)."""
+        data = load_from_pkl(path, self.verbose)
+        real, imagined = (data.get("real"), data.get("imagined")) if isinstance(data, dict) else (data, None)
+        if not isinstance(real, ReplayBuffer):
+            raise TypeError(f"{path} holds a {type(real).__name__}, not a replay buffer: pass a file written by "
+                            "save_replay_buffer.")
+        self.replay_buffer = real
+        real.device = self.device
+        if imagined is not None and imagined.n_envs != self.rollout_batch:
+            warnings.warn(f"The saved imagined buffer holds rollouts of {imagined.n_envs}, this agent makes "
+                          f"{self.rollout_batch}: it is not loaded (the agent fills its own).", stacklevel=2)
+        elif imagined is not None:
+            imagined.device = self.device
+            self.imagined_buffer = imagined
 
     # ------------------------------------------------------------------------------------------ training
     def sample_batch(self, batch_size: int) -> Samples:
