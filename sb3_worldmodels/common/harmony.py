@@ -53,6 +53,18 @@ class Harmonizer(nn.Module):
         s = self.log_sigma.to(stacked.dtype)
         return (stacked * torch.exp(-s) + F.softplus(s)).sum()
 
+    def coefficient_tensors(self) -> dict[str, Tensor]:
+        """Current ``exp(-s_i)`` for each loss name as detached 0-d tensors on the parameters' device.
+
+        Unlike :meth:`coefficients` this never reads back to the host, so it can run inside a training step
+        captured in a CUDA graph (the values are read after the step).
+        """
+        return dict(zip(self.names, torch.exp(-self.log_sigma.detach()).unbind(0), strict=True))
+
+    def log_sigma_tensors(self) -> dict[str, Tensor]:
+        """Current ``s_i`` for each loss name as detached 0-d tensors (see :meth:`coefficient_tensors`)."""
+        return dict(zip(self.names, self.log_sigma.detach().clone().unbind(0), strict=True))
+
     def coefficients(self) -> dict[str, float]:
         """Current ``exp(-s_i)`` for each loss name."""
         coef = torch.exp(-self.log_sigma.detach()).cpu().tolist()

@@ -47,12 +47,15 @@ class ReturnNormalizer(nn.Module):
         self.decay, self.q_low, self.q_high, self.floor = decay, low, high, max_scale_floor
         self.register_buffer("low", torch.zeros(()))
         self.register_buffer("high", torch.zeros(()))
+        # the percentiles as a tensor built once (not per update: a host-to-device copy inside the update would
+        # stall the GPU queue and cannot be captured in a CUDA graph); not saved, so old checkpoints still load
+        self.register_buffer("quantiles", torch.tensor([low, high]), persistent=False)
 
     @torch.no_grad()
     def update(self, returns: Tensor) -> None:
-        """Fold the percentiles of a batch of returns into the EMA."""
+        """Fold the percentiles of a batch of returns into the EMA (in place: no host sync, capturable)."""
         flat = returns.detach().float().flatten()
-        qs = torch.quantile(flat, torch.tensor([self.q_low, self.q_high], device=flat.device))
+        qs = torch.quantile(flat, self.quantiles.to(flat.dtype))
         self.low.mul_(self.decay).add_((1 - self.decay) * qs[0])
         self.high.mul_(self.decay).add_((1 - self.decay) * qs[1])
 

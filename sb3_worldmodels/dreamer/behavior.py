@@ -168,10 +168,23 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:
-        """EMA (V3: 2% per update) or hard copy every ``slow_critic_every`` updates (V2)."""
+        """EMA (V3: 2% per update) or hard copy every ``slow_critic_every`` updates (V2).
+
+        Everything happens in place on the device, without reading the update counter back to the host, so the
+        update can be captured in a CUDA graph: with ``slow_critic_every > 1`` the mixing weight is a tensor that
+        is ``slow_critic_fraction`` on the due updates and 0 on the others (``slow * 1 + 0 * fast`` leaves the
+        slow critic bit-for-bit unchanged).
+        """
         self.updates += 1
-        if int(self.updates) % self.cfg.slow_critic_every:
-            return
         mix = self.cfg.slow_critic_fraction
-        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters(), strict=True):
-            slow.mul_(1 - mix).add_(mix * fast)
+        slow_params = list(self.slow_critic.parameters())
+        fast_params = list(self.critic.parameters())
+        if self.cfg.slow_critic_every == 1:
+            for slow, fast in zip(slow_params, fast_params, strict=True):
+                slow.mul_(1 - mix).add_(mix * fast)
+            return
+        due = torch.remainder(self.updates, self.cfg.slow_critic_every) == 0
+        keep = torch.where(due, 1 - mix, 1.0)
+        gain = torch.where(due, mix, 0.0)
+        for slow, fast in zip(slow_params, fast_params, strict=True):
+            slow.mul_(keep).add_(gain * fast)

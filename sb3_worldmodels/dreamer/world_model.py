@@ -267,9 +267,10 @@ class WorldModel(nn.Module):
             "model_loss": total.detach(),
         }
         if self.harmonizer is not None:
-            for name, coef in self.harmonizer.coefficients().items():
+            # tensors, not floats: no host sync inside the update (read after it, e.g. by Dreamer.train's logging)
+            for name, coef in self.harmonizer.coefficient_tensors().items():
                 metrics[f"harmony_coef_{name}"] = coef
-            for name, s in self.harmonizer.log_sigmas().items():
+            for name, s in self.harmonizer.log_sigma_tensors().items():
                 metrics[f"harmony_s_{name}"] = s
         return total, metrics
 
