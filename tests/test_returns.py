@@ -175,3 +175,33 @@ def test_return_normalizer_is_a_buffer_state_and_ignores_grad():
     norm2 = ReturnNormalizer()
     norm2.update((x * 100).detach().reshape(4, 8))
     assert norm2.high.item() == pytest.approx(norm.high.item())
+
+
+def test_return_normalizer_quantiles_not_in_state_dict() -> None:
+    """The percentile levels are a buffer built once (no copy per update) that checkpoints do not carry."""
+    norm = ReturnNormalizer(low=0.05, high=0.95)
+    assert set(norm.state_dict()) == {"low", "high"}
+    norm.update(torch.arange(101.0))
+    np.testing.assert_allclose([norm.low.item(), norm.high.item()], [0.01 * 5.0, 0.01 * 95.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("every", "fraction"), [(1, 0.25), (3, 1.0), (2, 0.5)])
+def test_slow_critic_schedule(every: int, fraction: float) -> None:
+    """The slow critic moves ``fraction`` of the way to the critic on every ``every``-th update, and not otherwise."""
+    from gymnasium import spaces
+
+    from sb3_worldmodels.dreamer.behavior import ActorCritic
+    from sb3_worldmodels.dreamer.config import make_config
+
+    cfg = make_config("v3", model_size="tiny", slow_critic_every=every, slow_critic_fraction=fraction)
+    ac = ActorCritic(16, spaces.Box(-1, 1, (1,), np.float32), cfg)
+    for step in range(1, 7):
+        with torch.no_grad():
+            for p in ac.critic.parameters():
+                p.add_(1.0)
+        before = [p.clone() for p in ac.slow_critic.parameters()]
+        ac.update_slow_critic()
+        for old, slow, fast in zip(before, ac.slow_critic.parameters(), ac.critic.parameters(), strict=True):
+            expected = old * (1 - fraction) + fraction * fast if step % every == 0 else old
+            torch.testing.assert_close(slow, expected)
+    assert int(ac.updates) == 6
