@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import learn_resumable, run_dir, write_curves  # noqa: E402
+from learning import learn_resumable, run_dir, set_options, write_curves  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -116,8 +116,7 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
     model, eval_env = make_model(task, algo, seed, args)
     settings = {k: args[k] for k in ("steps", "eval_every", "eval_episodes", "learning_starts", "batch_size",
                                      "precision", "sac_train_freq", "world_model", "mbpo_kwargs")}
-    if args.get("shadows"):  # only when set, so that runs checkpointed before the option still resume
-        settings["shadows"] = True
+    settings.update(set_options(args, {"shadows": False}))
     steps, every = args["steps"] or spec["steps"], args["eval_every"] or spec["eval_every"]
     _, curve = learn_resumable(model, eval_env, steps, every, args["eval_episodes"],
                                {"task": task, "algo": algo, "seed": seed}, FRAMES_PER_STEP,

@@ -62,9 +62,7 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
     run = {"task": task, "algo": algo, "seed": seed}
     settings = {k: args[k] for k in ("steps", "eval_every", "eval_episodes", "model_size", "train_ratio",
                                      "batch_size", "sequence_length", "learning_starts")}
-    # recorded only when set, so that runs started before these options resume
-    optional = (("precision", "fp32"), ("policy_kwargs", "{}"))
-    settings.update({k: args[k] for k, default in optional if args[k] != default})
+    settings.update(set_options(args, {"precision": "fp32", "policy_kwargs": "{}"}))
     steps, every = args["steps"] or spec["steps"], args["eval_every"] or spec["eval_every"]
     _, curve = learn_resumable(model, eval_env, steps, every, args["eval_episodes"], run, spec["frames_per_step"],
                                run_dir=run_dir(f"learning_{task}", args["tag"], algo, seed),
@@ -131,6 +129,12 @@ def learn_resumable(
     if steps > model.num_timesteps:
         model.learn(steps - model.num_timesteps, callback=[recorder, *callbacks], reset_num_timesteps=False)
     return model, curve
+
+
+def set_options(args: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The options of ``defaults`` that ``args`` sets to another value: what a run's settings record of options
+    added after runs were checkpointed, so that those runs (which ran at the defaults) still resume."""
+    return {k: args[k] for k, default in defaults.items() if args.get(k, default) != default}
 
 
 def _sibling(path: Path, suffix: str) -> Path:

@@ -19,7 +19,7 @@ from stable_baselines3.common.monitor import Monitor
 from sb3_worldmodels import DreamerV3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from learning import learn_resumable  # noqa: E402
+from learning import learn_resumable, set_options  # noqa: E402
 
 
 def make(algo: str) -> Any:
@@ -78,3 +78,11 @@ def test_collect_curves_reads_stopped_runs(tmp_path: Path) -> None:
     assert [r["step"] for r in rows] == [100, 200]
     assert last["SAC_s0"]["step"] == 200 and last["SAC_s0"]["settings"] == {"lr": 1}
     assert last["SAC_s0"]["eval_return"] == rows[-1]["eval_return"]
+
+
+def test_set_options_records_only_changed_options() -> None:
+    """Options left at their defaults stay out of a run's settings, so runs checkpointed before them resume."""
+    defaults = {"precision": "fp32", "shadows": False}
+    assert set_options({"precision": "fp32", "shadows": False}, defaults) == {}
+    assert set_options({"precision": "bf16"}, defaults) == {"precision": "bf16"}
+    assert set_options({"precision": "fp32", "shadows": True}, defaults) == {"shadows": True}

@@ -146,6 +146,7 @@ def test_shadows_option() -> None:
     plain.close()
     shaded.close()
 
+
 @pytest.mark.parametrize("obs_type", ["pixels", "state"])
 def test_gymnasium_env_checker(obs_type: str) -> None:
     from gymnasium.utils.env_checker import check_env

@@ -128,7 +128,6 @@ def test_save_load_restores_world_model_and_optimizers(tmp_path: Path) -> None:
     assert loaded._model_updates == model._model_updates + 4  # continues the schedule, no second warm-up
 
 
-
 def test_replay_save_load_keeps_the_imagined_buffer(tmp_path: Path) -> None:
     """A resumed MBPO run samples from the same real and imagined data; a plain replay pickle loads as the real one."""
     env = DotEnv("image", size=16, continuous=True, length=30)
@@ -151,6 +150,7 @@ def test_replay_save_load_keeps_the_imagined_buffer(tmp_path: Path) -> None:
         plain.load_replay_buffer(tmp_path / "other.pkl")
     with pytest.warns(UserWarning, match="rollouts of 4"):
         small_mbpo(env, rollout_batch=2).load_replay_buffer(tmp_path / "replay.pkl")
+
 
 def _save_buffer(model: MBPO, tmp_path: Path) -> Path:
     model.save_replay_buffer(tmp_path / "replay.pkl")

@@ -66,13 +66,12 @@ class Harmonizer(nn.Module):
         return dict(zip(self.names, self.log_sigma.detach().clone().unbind(0), strict=True))
 
     def coefficients(self) -> dict[str, float]:
-        """Current ``exp(-s_i)`` for each loss name."""
-        coef = torch.exp(-self.log_sigma.detach()).cpu().tolist()
-        return dict(zip(self.names, coef, strict=True))
+        """Current ``exp(-s_i)`` for each loss name (:meth:`coefficient_tensors` read back as floats)."""
+        return {name: float(c) for name, c in self.coefficient_tensors().items()}
 
     def log_sigmas(self) -> dict[str, float]:
-        """Current ``s_i`` for each loss name."""
-        return dict(zip(self.names, self.log_sigma.detach().cpu().tolist(), strict=True))
+        """Current ``s_i`` for each loss name (:meth:`log_sigma_tensors` read back as floats)."""
+        return {name: float(s) for name, s in self.log_sigma_tensors().items()}
 
     @staticmethod
     def optimal_coefficient(loss: float) -> float:

@@ -139,7 +139,7 @@ class RSSM(nn.Module):
         returns at once.
         """
         first = is_first.bool()
-        if first.device.type == "cpu" and not bool(first.any()):
+        if not _may_reset(first):
             return state, action
         if init is None:
             init = self.initial(first.shape[0])
@@ -192,7 +192,7 @@ class RSSM(nn.Module):
         if state is None:
             state = init = self.initial(b)
         else:
-            init = self.initial(b) if is_first.device.type != "cpu" or bool(is_first.any()) else None
+            init = self.initial(b) if _may_reset(is_first) else None
         posts, priors = [], []
         for i in range(t):
             act = None if actions is None else actions[:, i]
@@ -238,6 +238,12 @@ class RSSM(nn.Module):
         dyn = gauss_kl(post["mean"].detach(), post["std"].detach(), prior["mean"], prior["std"])
         rep = gauss_kl(post["mean"], post["std"], prior["mean"].detach(), prior["std"].detach())
         return dyn, rep
+
+
+def _may_reset(is_first: Tensor) -> bool:
+    """Whether ``is_first`` may hold an episode start: read on the CPU, where that is free; always ``True`` on an
+    accelerator, where reading it would be a host sync."""
+    return is_first.device.type != "cpu" or bool(is_first.any())
 
 
 def _stack(states: list[State]) -> State:
