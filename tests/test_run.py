@@ -98,6 +98,24 @@ def test_spec_defaults() -> None:
         assert make_config("v3", size).deter == deter
 
 
+def test_action_distribution_per_version() -> None:
+    """Continuous actions: DreamerV2's truncated normal with std 2 sigmoid(x / 2) + 0.1 (initially ~1.1), DreamerV3's
+    clipped normal with std in [0.1, 1]; an unknown ``action_dist`` names the two choices."""
+    from sb3_worldmodels.common.distributions import TruncatedNormalDist, TruncNormalDist
+
+    env = gym.make("Pendulum-v1")
+    v3_init_std = 0.9 * torch.sigmoid(torch.tensor(2.0)).item() + 0.1
+    for cls, dist_cls, init_std in ((DreamerV2, TruncatedNormalDist, 1.1), (DreamerV3, TruncNormalDist, v3_init_std)):
+        model = cls("MlpPolicy", env, **TINY)
+        ac = model.policy.behavior
+        dist = ac.dist_from_raw(torch.zeros(3, 2))
+        assert type(dist) is dist_cls
+        torch.testing.assert_close(dist.std, torch.full((3, 1), init_std))
+        assert ac.actor_dist(torch.zeros(3, model.policy.world_model.rssm.feat_dim)).rsample().abs().max() <= 1
+    with pytest.raises(ValueError, match="'normal' .* or 'trunc_normal'"):
+        DreamerV3("MlpPolicy", env, **{**TINY, "policy_kwargs": {**TINY["policy_kwargs"], "action_dist": "beta"}})
+
+
 def test_n_envs_2() -> None:
     venv = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
     model = DreamerV3("MlpPolicy", venv, **{**TINY, "learning_starts": 32})

@@ -1,8 +1,9 @@
 """Distributions used by world models and actor-critics.
 
 symlog / symexp squashing, the two-hot categorical over symexp-spaced bins (DreamerV3), one-hot
-categoricals with straight-through gradients and uniform mixing ("unimix"), and a clipped normal
-with straight-through gradients (DreamerV2's safe truncated normal).
+categoricals with straight-through gradients and uniform mixing ("unimix"), a clipped normal with
+straight-through gradients (the DreamerV3-style actor) and a truncated normal with reparameterised samples
+(DreamerV2's safe truncated normal).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "TwoHotDist",
     "OneHotDist",
     "TruncNormalDist",
+    "TruncatedNormalDist",
     "MSEDist",
     "BernoulliDist",
     "unimix_logits",
@@ -194,8 +196,7 @@ class OneHotDist:
 class TruncNormalDist:
     """Normal clipped to ``[low, high]`` with straight-through gradients (a clipped, not truncated, normal).
 
-    DreamerV2's reference samples a truncated normal; the clipped normal is what DreamerV3-style actors use
-    (see the deviations page of the docs).
+    This is the DreamerV3-style actor's distribution; :class:`TruncatedNormalDist` is DreamerV2's.
 
     Samples are drawn from N(mean, std) and clipped to ``[low + clip, high - clip]``; the gradient of the
     clip is replaced by identity so dynamics backpropagation works. ``log_prob`` and ``entropy`` are those
@@ -235,3 +236,41 @@ class TruncNormalDist:
     def entropy(self) -> Tensor:
         """Normal entropy summed over the last axis."""
         return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(self.std)).sum(-1)
+
+
+class TruncatedNormalDist(TruncNormalDist):
+    """Normal truncated to ``[low, high]`` (DreamerV2's ``SafeTruncatedNormal``), reparameterised.
+
+    Samples are drawn by inverting the CDF, ``x = mean + std * ndtri(Phi(alpha) + u (Phi(beta) - Phi(alpha)))`` with
+    ``u ~ U(0, 1)``, so their gradient with respect to ``mean`` and ``std`` is that of the truncated distribution
+    (it fades as the mass piles up against a bound, where the clipped normal's straight-through gradient stays 1);
+    they are then clipped to ``[low + clip, high - clip]`` with a straight-through gradient, as in the reference.
+    ``log_prob`` and ``entropy`` are those of the truncated normal (sum over the action dimensions). The mean is
+    expected inside ``[low, high]`` (a ``tanh`` mean), where the inverse CDF is accurate.
+    """
+
+    def __init__(self, mean: Tensor, std: Tensor, low: float = -1.0, high: float = 1.0, clip: float = 1e-6):
+        super().__init__(mean, std, low, high, clip)
+        self.alpha = (low - self.mean_) / self.std
+        self.beta = (high - self.mean_) / self.std
+        self.cdf_alpha = torch.special.ndtr(self.alpha)
+        self.mass = (torch.special.ndtr(self.beta) - self.cdf_alpha).clamp_min(torch.finfo(self.mean_.dtype).tiny)
+
+    def rsample(self) -> Tensor:
+        """Reparameterised sample of the truncated normal, clipped with a straight-through gradient."""
+        eps = torch.finfo(self.mean_.dtype).eps
+        u = torch.rand_like(self.mean_)
+        p = (self.cdf_alpha + u * self.mass).clamp(eps, 1 - eps)
+        return self._clip(self.mean_ + self.std * torch.special.ndtri(p))
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Truncated-normal log-density summed over the last axis (``value`` inside the bounds)."""
+        return super().log_prob(value) - torch.log(self.mass).sum(-1)
+
+    def entropy(self) -> Tensor:
+        """Truncated-normal entropy summed over the last axis."""
+        pdf_alpha = torch.exp(-0.5 * self.alpha**2) / math.sqrt(2 * math.pi)
+        pdf_beta = torch.exp(-0.5 * self.beta**2) / math.sqrt(2 * math.pi)
+        ent = (0.5 * math.log(2 * math.pi * math.e) + torch.log(self.std) + torch.log(self.mass)
+               + (self.alpha * pdf_alpha - self.beta * pdf_beta) / (2 * self.mass))
+        return ent.sum(-1)

@@ -11,7 +11,13 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from sb3_worldmodels.common.distributions import MSEDist, OneHotDist, TruncNormalDist, TwoHotDist
+from sb3_worldmodels.common.distributions import (
+    MSEDist,
+    OneHotDist,
+    TruncatedNormalDist,
+    TruncNormalDist,
+    TwoHotDist,
+)
 from sb3_worldmodels.common.nets import MLP
 from sb3_worldmodels.common.returns import ReturnNormalizer, lambda_returns
 from sb3_worldmodels.common.rssm import State
@@ -48,6 +54,10 @@ class ActorCritic(nn.Module):
         for grad in (cfg.actor_grad_cont, cfg.actor_grad_disc):
             if grad not in ("backprop", "reinforce"):
                 raise ValueError(f"actor gradient {grad!r} must be 'backprop' or 'reinforce'.")
+        if cfg.action_dist not in ("normal", "trunc_normal"):
+            raise ValueError(
+                f"action_dist {cfg.action_dist!r} must be 'normal' (DreamerV3) or 'trunc_normal' (DreamerV2)."
+            )
         self.discrete = isinstance(action_space, spaces.Discrete)
         self.action_dim = int(action_space.n) if self.discrete else int(action_space.shape[0])
         out = self.action_dim if self.discrete else 2 * self.action_dim
@@ -61,7 +71,8 @@ class ActorCritic(nn.Module):
 
     # ------------------------------------------------------------------------------------- dists
     def actor_dist(self, feat: Tensor) -> OneHotDist | TruncNormalDist:
-        """Action distribution: one-hot with unimix (Discrete) or clipped normal with tanh mean (Box)."""
+        """Action distribution: one-hot with unimix (Discrete); for a Box, a normal with tanh mean, clipped
+        (``action_dist="normal"``, DreamerV3) or truncated (``"trunc_normal"``, DreamerV2) to [-1, 1]."""
         return self.dist_from_raw(self.actor(feat))
 
     def dist_from_raw(self, out: Tensor) -> OneHotDist | TruncNormalDist:
@@ -70,8 +81,9 @@ class ActorCritic(nn.Module):
             return OneHotDist(out, self.cfg.unimix)
         mean, std = out.chunk(2, -1)
         lo, hi = self.cfg.actor_min_std, self.cfg.actor_max_std
-        std = (hi - lo) * torch.sigmoid(std + 2.0) + lo
-        return TruncNormalDist(torch.tanh(mean), std)
+        if self.cfg.action_dist == "trunc_normal":  # DreamerV2's parametrisation: std in [lo, lo + 2]
+            return TruncatedNormalDist(torch.tanh(mean), 2 * torch.sigmoid(std / 2) + lo)
+        return TruncNormalDist(torch.tanh(mean), (hi - lo) * torch.sigmoid(std + 2.0) + lo)
 
     def _value(self, net: nn.Module, feat: Tensor) -> TwoHotDist | MSEDist:
         out = net(feat)

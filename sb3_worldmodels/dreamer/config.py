@@ -66,6 +66,9 @@ class DreamerConfig:
     slow_critic_reg: float = 1.0
     actor_grad_cont: str = "backprop"
     actor_grad_disc: str = "reinforce"
+    # continuous actions: "normal" (V3: tanh mean, std in [min, max], samples clipped straight-through) or
+    # "trunc_normal" (V2: tanh mean, std = 2 sigmoid(x / 2) + min, truncated to [-1, 1]; max_std unused)
+    action_dist: str = "normal"
     actor_min_std: float = 0.1
     actor_max_std: float = 1.0
     # optimisation
@@ -94,6 +97,7 @@ V2_OVERRIDES: dict[str, Any] = dict(
     kl_free=1.0,
     critic_head="mse",
     actor_entropy=1e-4,
+    action_dist="trunc_normal",
     return_norm=False,
     critic_target="slow",
     slow_critic_fraction=1.0,

@@ -274,8 +274,6 @@ class WorldModel(nn.Module):
                 metrics[f"harmony_s_{name}"] = s
         return total, metrics
 
-    # ---------------------------------------------------------------------------------------- video
-    @torch.no_grad()
     # ---------------------------------------------------------------------------------------- video prediction
     @torch.no_grad()
     def predict(
