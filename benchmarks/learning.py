@@ -78,7 +78,7 @@ def run_dir(name: str, tag: str, algo: str, seed: int) -> Path:
 def learn_resumable(
     model: Any, eval_env: Any, steps: int, eval_every: int, eval_episodes: int, row: dict[str, Any],
     frames_per_step: int = 1, run_dir: Path | None = None, settings: dict[str, Any] | None = None,
-    restart: bool = False, callbacks: Sequence[Any] = (),
+    restart: bool = False, callbacks: Sequence[Any] = (), measure: Callable[[Any], dict[str, float]] | None = None,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """Train ``model`` to ``steps`` env steps, evaluating it every ``eval_every`` steps (see :func:`curve_recorder`).
 
@@ -88,7 +88,8 @@ def learn_resumable(
     goes on from that step with ``reset_num_timesteps=False``, the wall time adding to the time already spent.
     The resumed run restarts the training episode and does not restore the random-number streams, so it is a
     continuation of the run, not a bit-identical replay of an uninterrupted one. ``settings`` must equal the
-    stored ones (a clear error otherwise: a different run would be spliced onto the old curve).
+    stored ones (a clear error otherwise: a different run would be spliced onto the old curve). ``measure(model)``,
+    if given, adds its figures to every evaluation's row.
 
     :return: the trained model (the loaded one after a resume) and the whole evaluation curve.
     """
@@ -125,7 +126,7 @@ def learn_resumable(
         shutil.rmtree(old, ignore_errors=True)
 
     recorder = curve_recorder(eval_env, eval_every, eval_episodes, curve, row, frames_per_step, elapsed=elapsed,
-                              on_eval=checkpoint if run_dir is not None else None)
+                              on_eval=checkpoint if run_dir is not None else None, measure=measure)
     if steps > model.num_timesteps:
         model.learn(steps - model.num_timesteps, callback=[recorder, *callbacks], reset_num_timesteps=False)
     return model, curve
@@ -144,11 +145,12 @@ def _sibling(path: Path, suffix: str) -> Path:
 def curve_recorder(
     eval_env: Any, eval_freq: int, n_eval_episodes: int, curve: list[dict[str, Any]], row: dict[str, Any],
     frames_per_step: int = 1, elapsed: float = 0.0, on_eval: Callable[[Any, float], None] | None = None,
+    measure: Callable[[Any], dict[str, float]] | None = None,
 ) -> Any:
-    """An SB3 ``EvalCallback`` that appends ``{**row, step, frames, eval_return, wall_seconds}`` to ``curve`` after
-    every evaluation (and prints it), then calls ``on_eval(model, wall_seconds)`` once that step is stored and
-trained on. ``wall_seconds`` counts from
-    the callback's creation plus ``elapsed`` (the time a resumed run had already spent)."""
+    """An SB3 ``EvalCallback`` that appends ``{**row, step, frames, eval_return, wall_seconds}`` (and the figures of
+    ``measure(model)``, if given) to ``curve`` after every evaluation (and prints it), then calls
+    ``on_eval(model, wall_seconds)`` once that step is stored and trained on. ``wall_seconds`` counts from the
+    callback's creation plus ``elapsed`` (the time a resumed run had already spent)."""
     from stable_baselines3.common.callbacks import EvalCallback
 
     start = time.time() - elapsed
@@ -159,7 +161,8 @@ trained on. ``wall_seconds`` counts from
             if self.n_calls % self.eval_freq == 0:
                 curve.append({**row, "step": self.num_timesteps, "frames": self.num_timesteps * frames_per_step,
                               "eval_return": float(self.last_mean_reward),
-                              "wall_seconds": round(time.time() - start, 1)})
+                              "wall_seconds": round(time.time() - start, 1),
+                              **(measure(self.model) if measure is not None else {})})
                 print(curve[-1], flush=True)
                 self.pending = on_eval is not None
             return out
@@ -183,29 +186,32 @@ trained on. ``wall_seconds`` counts from
 def write_curves(rows: list[dict[str, Any]], name: str, title: str) -> None:
     """Write the curve rows to ``benchmarks/results/<name>.csv`` and their plot to ``<name>.png``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(key for row in rows for key in row))  # runs resumed from older rows may lack some
     with open(RESULTS / f"{name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     plot(rows, RESULTS / f"{name}.png", title)
 
 
-def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Mean curve per algorithm with the min/max band over seeds."""
+def plot(rows: list[dict[str, Any]], path: Path, title: str, key: str = "eval_return",
+         ylabel: str = "eval return") -> None:
+    """Mean curve of ``key`` per algorithm with the min/max band over seeds (rows without ``key`` are skipped)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if r.get(key) not in (None, "")]
     fig, ax = plt.subplots(figsize=(6, 4))
     for algo in sorted({r["algo"] for r in rows}):
         steps = sorted({r["step"] for r in rows if r["algo"] == algo})
-        vals = [[r["eval_return"] for r in rows if r["algo"] == algo and r["step"] == s] for s in steps]
+        vals = [[r[key] for r in rows if r["algo"] == algo and r["step"] == s] for s in steps]
         mean = [float(np.mean(v)) for v in vals]
         ax.plot(steps, mean, label=algo)
         ax.fill_between(steps, [min(v) for v in vals], [max(v) for v in vals], alpha=0.2)
     ax.set_xlabel("env steps")
-    ax.set_ylabel("eval return")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()

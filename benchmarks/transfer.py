@@ -35,10 +35,17 @@ spec's target settings (DMC: intrinsic scale 0.1 and ``concat_embed``; Meta-Worl
 ``--intrinsic-scale`` / ``--[no-]concat-embed`` say otherwise. ``--model-size`` defaults to the spec's DreamerV2
 network, which is only practical on a GPU; on a CPU ``--model-size tiny`` is the feasible one.
 
+At every evaluation the world model is also scored on fixed held-out clips of the target (random-policy episodes
+recorded once into ``--work``/videos/<target>_heldout): it observes 5 frames, imagines the rest of the clip under the
+recorded actions, and the per-pixel MSE of the imagined frames and the MSE of the predicted rewards are recorded
+(``heldout_frame_mse``, ``heldout_reward_mse``). This measures the world model itself, which pre-training is meant to
+improve, also where the returns cannot separate the methods.
+
 Writes, under benchmarks/results/: transfer_<target>[_<tag>].csv (target, algo, seed, step, frames, eval_return,
-wall_seconds), .png (mean and min/max over seeds, via ``benchmarks/learning.py``'s plot) and .json (final return of
-each method, per seed and mean over seeds; pre-training step, final losses and time per kind; update and interaction
-seconds per run; settings; wall time).
+wall_seconds, heldout_frame_mse, heldout_reward_mse), .png (returns: mean and min/max over seeds, via
+``benchmarks/learning.py``'s plot), _openloop.png (the held-out frame MSE, the same way) and .json (final return and
+held-out frame MSE of each method, per seed and mean over seeds; pre-training step, final losses and time per kind;
+update and interaction seconds per run; settings; wall time).
 
 What the paper claims (ContextWM, Wu et al., NeurIPS 2023): a world model pre-trained on in-the-wild videos with a
 context encoder is more sample-efficient when fine-tuned than the plain world model (DreamerV2) and than plain-WM
@@ -63,7 +70,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import learn_resumable, run_dir, write_curves  # noqa: E402
+from learning import learn_resumable, plot, run_dir, write_curves  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SOURCES = ("sb3wm/dmc-walker-walk-v0", "sb3wm/dmc-cheetah-run-v0")
@@ -98,6 +105,45 @@ def record_sources(sources: list[str], episodes: int, work: Path, seed: int) -> 
 
     return [record_episodes(source, episodes, out_dir=work / "videos" / slug(source), seed=seed,
                             progress_bar=False) for source in sources]
+
+
+def heldout_clips(target: str, work: Path, args: dict[str, Any], n_clips: int = 16, episodes: int = 4) -> Path:
+    """Record ``episodes`` random-policy episodes of the target once (``work``/videos/<target>_heldout) and store
+    ``n_clips`` fixed clips of ``--sequence-length`` frames from them in ``clips.npz`` there: images (N, T, C, H, W)
+    uint8, actions (N, T, A) (the action before each frame, 0 at the first) and rewards (N, T)."""
+    from sb3_worldmodels.data import NpzEpisodeDataset, record_episodes
+
+    out = work / "videos" / f"{slug(target)}_heldout"
+    paths = record_episodes(target, episodes, out_dir=out, seed=10_000 + args["pretrain_seed"], progress_bar=False)
+    clips_path = out / f"clips_{n_clips}x{args['sequence_length']}.npz"
+    if not clips_path.exists():
+        data = NpzEpisodeDataset(paths, clip_length=args["sequence_length"])
+        rng = np.random.default_rng(args["pretrain_seed"])
+        items = [data[int(i)] for i in rng.choice(len(data), n_clips, replace=False)]
+        np.savez(clips_path, images=np.stack([c["image"] for c in items]).transpose(0, 1, 4, 2, 3),
+                 actions=np.stack([c["action"] for c in items]), rewards=np.stack([c["reward"] for c in items]))
+    return clips_path
+
+
+def openloop_errors(clips_path: str, context: int = 5) -> Any:
+    """``measure(model)`` for :func:`learning.learn_resumable`: the world model's open-loop prediction errors on the
+    held-out clips: observe ``context`` frames, imagine the rest under the recorded actions (``predict``, eval mode),
+    and compare. :return: ``heldout_frame_mse`` (per pixel, images in [0, 1]) and ``heldout_reward_mse``."""
+    import torch
+
+    clips = np.load(clips_path)
+    images, actions, rewards = (torch.as_tensor(clips[k]) for k in ("images", "actions", "rewards"))
+
+    def measure(model: Any) -> dict[str, float]:
+        wm = model.policy.world_model
+        dev = model.device
+        frames, predicted = wm.predict(images[:, :context].to(dev), actions[:, context:].to(dev),
+                                       actions[:, 1:context].to(dev))
+        truth = images[:, context:].to(dev).float() / 255
+        return {"heldout_frame_mse": round(float(((frames.float() / 255 - truth) ** 2).mean()), 6),
+                "heldout_reward_mse": round(float(((predicted - rewards[:, context:].to(dev)) ** 2).mean()), 6)}
+
+    return measure
 
 
 def pretrain_data(episodes: list[list[Path]], sequence_length: int, seed: int) -> Any:
@@ -236,7 +282,8 @@ def run_one(method: str, seed: int, args: dict[str, Any], checkpoints: dict[str,
                                    {"target": args["target"], "algo": METHODS[method][0], "seed": seed},
                                    frames_per_step, run_dir=run_dir(f"transfer_{slug(args['target'])}", args["tag"],
                                                                     method, seed),
-                                   settings=settings, restart=args["restart"], callbacks=[timer])
+                                   settings=settings, restart=args["restart"], callbacks=[timer],
+                                   measure=openloop_errors(args["heldout_clips"]))
     learn_seconds = time.time() - start
     updates = timer.updates
     timing = {"method": METHODS[method][0], "seed": seed, "updates": int(model._n_updates),
@@ -313,6 +360,7 @@ def main() -> None:
     start = time.time()
     args.work.mkdir(parents=True, exist_ok=True)
     episodes = record_sources(args.sources, args.episodes_per_domain, args.work, args.pretrain_seed)
+    settings["heldout_clips"] = str(heldout_clips(args.target, args.work, settings))
     kinds = sorted({METHODS[m][2] for m in args.methods} - {None})  # type: ignore[type-var]
     checkpoints = {kind: str(checkpoint_dir(args.work, kind, settings)) for kind in kinds}
     ctx = mp.get_context("spawn")
@@ -331,9 +379,11 @@ def main() -> None:
     rows = [row for result in results for row in result["curve"]]
     name = f"transfer_{slug(args.target)}{'_' + args.tag if args.tag else ''}"
     sources = " + ".join(re.sub(r"^(dmc|metaworld)_", "", slug(s)) for s in args.sources)
-    write_curves(rows, name,
-                 f"{slug(args.target)} (model {args.model_size or 'spec'}, ratio {args.train_ratio:g}, {len(args.seeds)} seeds)"
-                 f"\npre-trained on {sources} + real clips")
+    title = (f"{slug(args.target)} (model {args.model_size or 'spec'}, ratio {args.train_ratio:g}, "
+             f"{len(args.seeds)} seeds)\npre-trained on {sources} + real clips")
+    write_curves(rows, name, title)
+    plot(rows, RESULTS / f"{name}_openloop.png", title, key="heldout_frame_mse",
+         ylabel="open-loop frame MSE, held-out clips (lower is better)")
     final = {}
     for method in args.methods:
         label = METHODS[method][0]
@@ -342,6 +392,9 @@ def main() -> None:
         vals = [r["eval_return"] for r in mine if r["step"] == last]
         final[label] = {"step": last, "frames": max(r["frames"] for r in mine), "mean": float(np.mean(vals)),
                         "per_seed": vals}
+        mse = [r["heldout_frame_mse"] for r in mine if r["step"] == last and r.get("heldout_frame_mse") is not None]
+        if mse:
+            final[label]["heldout_frame_mse_mean"] = float(np.mean(mse))
     summary = {"target": args.target, "paper_claim": PAPER_CLAIM, "final": final, "pretraining": pretrained,
                "runs": [result["timing"] for result in results], "settings": settings,
                "pretrain_wall_seconds": round(pretrain_seconds, 1),

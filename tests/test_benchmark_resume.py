@@ -86,3 +86,47 @@ def test_set_options_records_only_changed_options() -> None:
     assert set_options({"precision": "fp32", "shadows": False}, defaults) == {}
     assert set_options({"precision": "bf16"}, defaults) == {"precision": "bf16"}
     assert set_options({"precision": "fp32", "shadows": True}, defaults) == {"shadows": True}
+
+
+def test_transfer_openloop_measure_in_curve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transfer benchmark's held-out open-loop errors are added to every evaluation row, leave the model as they
+    found it, and a CSV of rows with and without them is written with every column."""
+    import numpy as np
+    import torch
+    from learning import write_curves
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecTransposeImage
+    from transfer import openloop_errors
+
+    from tests.dummy_envs import DotEnv
+
+    env = DotEnv(size=16, continuous=True)
+    obs, _ = env.reset(seed=0)
+    images, actions, rewards = [obs], [np.zeros(1, np.float32)], [0.0]
+    for t in range(15):
+        action = np.array([1.0 if t % 4 else -1.0], np.float32)
+        obs, reward, *_ = env.step(action)
+        images.append(obs), actions.append(action), rewards.append(reward)
+    clips = tmp_path / "clips.npz"
+    np.savez(clips, images=np.stack(images)[None].transpose(0, 1, 4, 2, 3).repeat(2, 0),
+             actions=np.stack(actions)[None].repeat(2, 0), rewards=np.array(rewards, np.float32)[None].repeat(2, 0))
+    model = DreamerV3("CnnPolicy", DotEnv(size=16, continuous=True), seed=0, learning_starts=40, batch_size=2,
+                      sequence_length=8, train_ratio=8, policy_kwargs=dict(model_size="tiny"))
+    measure = openloop_errors(str(clips))
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    model.policy.set_training_mode(True)
+    figures = measure(model)
+    assert set(figures) == {"heldout_frame_mse", "heldout_reward_mse"}
+    assert 0 < figures["heldout_frame_mse"] < 1 and figures["heldout_reward_mse"] >= 0
+    assert model.policy.training  # predict() ran in eval mode and put the mode back
+    assert all(torch.equal(before[k], v) for k, v in model.policy.state_dict().items())
+
+    eval_env = VecTransposeImage(DummyVecEnv([lambda: DotEnv(size=16, continuous=True)]))
+    _, curve = learn_resumable(model, eval_env, 100, 50, 1, {"algo": "V3", "seed": 0}, measure=measure)
+    assert [r["step"] for r in curve] == [50, 100]
+    assert all(r["heldout_frame_mse"] > 0 for r in curve)
+    import learning
+
+    monkeypatch.setattr(learning, "RESULTS", tmp_path)
+    write_curves([{"algo": "A", "step": 1, "eval_return": 1.0}, *curve], "mixed", "t")
+    header = (tmp_path / "mixed.csv").read_text().splitlines()[0].split(",")
+    assert "heldout_frame_mse" in header and (tmp_path / "mixed.png").exists()
