@@ -116,6 +116,33 @@ def test_action_distribution_per_version() -> None:
         DreamerV3("MlpPolicy", env, **{**TINY, "policy_kwargs": {**TINY["policy_kwargs"], "action_dist": "beta"}})
 
 
+def test_dynamics_backprop_objective() -> None:
+    """Under dynamics backprop DreamerV2 maximises the lambda-return (its reference), DreamerV3 the return minus the
+    critic's value: with a constant critic c and continue = 1 the two actor losses differ by c * mean_t(gamma^t)."""
+    model = DreamerV2("MlpPolicy", gym.make("Pendulum-v1"), **TINY)
+    assert model.policy.cfg.backprop_baseline is False  # V2's default; V3's is True
+    wm, ac = model.policy.world_model, model.policy.behavior
+    c, gamma, horizon = 3.0, 0.9, 4
+    with torch.no_grad():
+        for net in (ac.critic, ac.slow_critic):
+            net[-1].weight.zero_()
+            net[-1].bias.fill_(c)
+        wm.cont[-1].weight.zero_()
+        wm.cont[-1].bias.fill_(30.0)  # continue probability 1 (to float precision)
+    b, t = 3, 5
+    torch.manual_seed(1)
+    _, post, _ = wm.loss(torch.randn(b, t, 3), torch.rand(b, t, 1) * 2 - 1, torch.randn(b, t), torch.zeros(b, t),
+                         torch.zeros(b, t))
+    post = {k: v.detach() for k, v in post.items()}
+    losses = {}
+    for flag in (False, True):
+        model.policy.cfg.backprop_baseline = flag
+        torch.manual_seed(0)
+        losses[flag] = ac.losses(wm, post, torch.zeros(b, t), horizon, gamma)[0].item()
+    expected = c * sum(gamma**k for k in range(horizon)) / horizon
+    assert losses[True] - losses[False] == pytest.approx(expected, rel=1e-4)
+
+
 def test_n_envs_2() -> None:
     venv = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
     model = DreamerV3("MlpPolicy", venv, **{**TINY, "learning_starts": 32})

@@ -151,8 +151,8 @@ class ActorCritic(nn.Module):
         else:
             scale = torch.ones((), device=ret.device)
         adv = (ret - base) / scale
-        if self.backprop:
-            objective = adv
+        if self.backprop:  # V3 keeps the baseline (and its gradient through the imagined states); V2 does not
+            objective = adv if cfg.backprop_baseline else ret / scale
         else:
             logp = policy.log_prob(actions[..., : self.action_dim].detach())[:, :-1]
             objective = logp * adv.detach()

@@ -65,6 +65,8 @@ class DreamerConfig:
     slow_critic_every: int = 1
     slow_critic_reg: float = 1.0
     actor_grad_cont: str = "backprop"
+    # dynamics backprop maximises return - value of each step (V3) or the lambda-return itself (V2's reference)
+    backprop_baseline: bool = True
     actor_grad_disc: str = "reinforce"
     # continuous actions: "normal" (V3: tanh mean, std in [min, max], samples clipped straight-through) or
     # "trunc_normal" (V2: tanh mean, std = 2 sigmoid(x / 2) + min, truncated to [-1, 1]; max_std unused)
@@ -98,6 +100,7 @@ V2_OVERRIDES: dict[str, Any] = dict(
     critic_head="mse",
     actor_entropy=1e-4,
     action_dist="trunc_normal",
+    backprop_baseline=False,
     return_norm=False,
     critic_target="slow",
     slow_critic_fraction=1.0,
