@@ -6,8 +6,9 @@
 The learning scripts write their CSV/PNG/JSON only when every run of a command has finished. A run stopped
 earlier (a session or a GPU lease that ended) keeps its curve in ``<root>/<bench>/<algo>_s<seed>/state.json``
 (``learning.py``'s ``learn_resumable``); this script writes those curves as ``benchmarks/results/<name>.csv`` and
-``.png`` (``learning.py``'s plot), and ``<name>.json`` with each run's last step and return, its wall time and
-the note, so partial figures are kept in the same form as finished ones.
+``.png`` (``learning.py``'s plot; for the transfer benchmark also ``<name>_openloop.png``, its held-out world-model
+error), and ``<name>.json`` with each run's last step and return, its wall time and the note, so partial figures
+are kept in the same form as finished ones.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import RESULTS, write_curves
+from learning import RESULTS, plot, write_curves
 
 
 def collect(bench_dir: Path) -> tuple[list[dict], dict[str, dict]]:
@@ -34,6 +35,8 @@ def collect(bench_dir: Path) -> tuple[list[dict], dict[str, dict]]:
         last[state_file.parent.name] = {"step": curve[-1]["step"], "eval_return": curve[-1]["eval_return"],
                                             "wall_seconds": round(state.get("elapsed", 0.0), 1),
                                             "settings": state.get("settings", {})}
+        if "heldout_frame_mse" in curve[-1]:  # the transfer benchmark's world-model figures
+            last[state_file.parent.name]["heldout_frame_mse"] = curve[-1]["heldout_frame_mse"]
     if not rows:
         raise FileNotFoundError(f"No run with an evaluation under {bench_dir} (expected <run>/state.json files).")
     return rows, last
@@ -50,6 +53,9 @@ def main() -> None:
     rows, last = collect(args.root / args.bench)
     name = args.name or args.bench
     write_curves(rows, name, name.replace("_", " "))
+    if any("heldout_frame_mse" in row for row in rows):
+        plot(rows, RESULTS / f"{name}_openloop.png", name.replace("_", " "), key="heldout_frame_mse",
+             ylabel="open-loop frame MSE, held-out clips (lower is better)")
     (RESULTS / f"{name}.json").write_text(json.dumps({"runs": last, "note": args.note}, indent=2) + "\n")
     for run, info in last.items():
         print(f"{run}: step {info['step']}, return {info['eval_return']:.1f}, {info['wall_seconds']} s")
