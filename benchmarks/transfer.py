@@ -109,13 +109,14 @@ def record_sources(sources: list[str], episodes: int, work: Path, seed: int) -> 
 
 def heldout_clips(target: str, work: Path, args: dict[str, Any], n_clips: int = 16, episodes: int = 4) -> Path:
     """Record ``episodes`` random-policy episodes of the target once (``work``/videos/<target>_heldout) and store
-    ``n_clips`` fixed clips of ``--sequence-length`` frames from them in ``clips.npz`` there: images (N, T, C, H, W)
-    uint8, actions (N, T, A) (the action before each frame, 0 at the first) and rewards (N, T)."""
+    ``n_clips`` fixed clips of ``--sequence-length`` frames from them beside that folder, in
+    <target>_heldout_clips_<N>x<T>.npz: images (N, T, C, H, W) uint8, actions (N, T, A) (the action before each
+    frame, 0 at the first) and rewards (N, T). :return: the clips file."""
     from sb3_worldmodels.data import NpzEpisodeDataset, record_episodes
 
     out = work / "videos" / f"{slug(target)}_heldout"
     paths = record_episodes(target, episodes, out_dir=out, seed=10_000 + args["pretrain_seed"], progress_bar=False)
-    clips_path = out / f"clips_{n_clips}x{args['sequence_length']}.npz"
+    clips_path = out.parent / f"{out.name}_clips_{n_clips}x{args['sequence_length']}.npz"  # beside the episodes
     if not clips_path.exists():
         data = NpzEpisodeDataset(paths, clip_length=args["sequence_length"])
         rng = np.random.default_rng(args["pretrain_seed"])
