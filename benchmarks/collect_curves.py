@@ -49,14 +49,23 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent / ".runs")
     parser.add_argument("--name", default=None, help="results file name (default: the benchmark's)")
     parser.add_argument("--note", default="", help="where and how the runs ran, and why they stopped")
+    parser.add_argument("--heldout-clips", type=Path, default=None,
+                        help="transfer benchmark: its held-out clips file, for the trivial-prediction figures")
     args = parser.parse_args()
     rows, last = collect(args.root / args.bench)
     name = args.name or args.bench
     write_curves(rows, name, name.replace("_", " "))
+    summary: dict = {"runs": last, "note": args.note}
     if any("heldout_frame_mse" in row for row in rows):
+        references = {}
+        if args.heldout_clips is not None:
+            from transfer import openloop_baselines
+
+            summary["heldout_baselines"] = openloop_baselines(str(args.heldout_clips))
+            references["copy of the last observed frame"] = summary["heldout_baselines"]["copy_last_frame_mse"]
         plot(rows, RESULTS / f"{name}_openloop.png", name.replace("_", " "), key="heldout_frame_mse",
-             ylabel="open-loop frame MSE, held-out clips (lower is better)")
-    (RESULTS / f"{name}.json").write_text(json.dumps({"runs": last, "note": args.note}, indent=2) + "\n")
+             ylabel="open-loop frame MSE, held-out clips (lower is better)", references=references)
+    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     for run, info in last.items():
         print(f"{run}: step {info['step']}, return {info['eval_return']:.1f}, {info['wall_seconds']} s")
 

@@ -195,8 +195,9 @@ def write_curves(rows: list[dict[str, Any]], name: str, title: str) -> None:
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str, key: str = "eval_return",
-         ylabel: str = "eval return") -> None:
-    """Mean curve of ``key`` per algorithm with the min/max band over seeds (rows without ``key`` are skipped)."""
+         ylabel: str = "eval return", references: dict[str, float] | None = None) -> None:
+    """Mean curve of ``key`` per algorithm with the min/max band over seeds (rows without ``key`` are skipped), and
+    a dashed horizontal line per ``references`` entry (label: value)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,6 +211,9 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str, key: str = "eval_re
         mean = [float(np.mean(v)) for v in vals]
         ax.plot(steps, mean, label=algo)
         ax.fill_between(steps, [min(v) for v in vals], [max(v) for v in vals], alpha=0.2)
+    for label, value in (references or {}).items():
+        ax.axhline(value, linestyle="--", color="gray", linewidth=1)
+        ax.annotate(label, (0, value), xycoords=("axes fraction", "data"), fontsize=7, color="gray", va="bottom")
     ax.set_xlabel("env steps")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -39,7 +39,9 @@ At every evaluation the world model is also scored on fixed held-out clips of th
 recorded once into ``--work``/videos/<target>_heldout): it observes 5 frames, imagines the rest of the clip under the
 recorded actions, and the per-pixel MSE of the imagined frames and the MSE of the predicted rewards are recorded
 (``heldout_frame_mse``, ``heldout_reward_mse``). This measures the world model itself, which pre-training is meant to
-improve, also where the returns cannot separate the methods.
+improve, also where the returns cannot separate the methods. Read them against trivial predictions, which the JSON
+records as ``heldout_baselines`` (and the plot as a dashed line): every imagined frame a copy of the last observed
+one, every reward the clips' mean.
 
 Writes, under benchmarks/results/: transfer_<target>[_<tag>].csv (target, algo, seed, step, frames, eval_return,
 wall_seconds, heldout_frame_mse, heldout_reward_mse), .png (returns: mean and min/max over seeds, via
@@ -145,6 +147,17 @@ def openloop_errors(clips_path: str, context: int = 5) -> Any:
                 "heldout_reward_mse": round(float(((predicted - rewards[:, context:].to(dev)) ** 2).mean()), 6)}
 
     return measure
+
+
+def openloop_baselines(clips_path: str, context: int = 5) -> dict[str, float]:
+    """What :func:`openloop_errors` would give for trivial predictions, to read its figures against: every imagined
+    frame a copy of the last observed one (a world model that predicts no motion), and every reward the clips' mean
+    reward."""
+    clips = np.load(clips_path)
+    images = clips["images"].astype(np.float32) / 255
+    rewards = clips["rewards"][:, context:]
+    return {"copy_last_frame_mse": round(float(((images[:, context:] - images[:, context - 1:context]) ** 2).mean()), 6),
+            "mean_reward_mse": round(float(rewards.var()), 6)}
 
 
 def pretrain_data(episodes: list[list[Path]], sequence_length: int, seed: int) -> Any:
@@ -383,8 +396,10 @@ def main() -> None:
     title = (f"{slug(args.target)} (model {args.model_size or 'spec'}, ratio {args.train_ratio:g}, "
              f"{len(args.seeds)} seeds)\npre-trained on {sources} + real clips")
     write_curves(rows, name, title)
+    baselines = openloop_baselines(settings["heldout_clips"])
     plot(rows, RESULTS / f"{name}_openloop.png", title, key="heldout_frame_mse",
-         ylabel="open-loop frame MSE, held-out clips (lower is better)")
+         ylabel="open-loop frame MSE, held-out clips (lower is better)",
+         references={"copy of the last observed frame": baselines["copy_last_frame_mse"]})
     final = {}
     for method in args.methods:
         label = METHODS[method][0]
@@ -396,7 +411,8 @@ def main() -> None:
         mse = [r["heldout_frame_mse"] for r in mine if r["step"] == last and r.get("heldout_frame_mse") is not None]
         if mse:
             final[label]["heldout_frame_mse_mean"] = float(np.mean(mse))
-    summary = {"target": args.target, "paper_claim": PAPER_CLAIM, "final": final, "pretraining": pretrained,
+    summary = {"target": args.target, "paper_claim": PAPER_CLAIM, "final": final, "heldout_baselines": baselines,
+               "pretraining": pretrained,
                "runs": [result["timing"] for result in results], "settings": settings,
                "pretrain_wall_seconds": round(pretrain_seconds, 1),
                "finetune_wall_seconds": round(finetune_seconds, 1), "wall_seconds": round(time.time() - start, 1)}

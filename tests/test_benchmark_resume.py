@@ -95,7 +95,7 @@ def test_transfer_openloop_measure_in_curve(tmp_path: Path, monkeypatch: pytest.
     import torch
     from learning import write_curves
     from stable_baselines3.common.vec_env import DummyVecEnv, VecTransposeImage
-    from transfer import openloop_errors
+    from transfer import openloop_baselines, openloop_errors
 
     from tests.dummy_envs import DotEnv
 
@@ -109,6 +109,10 @@ def test_transfer_openloop_measure_in_curve(tmp_path: Path, monkeypatch: pytest.
     clips = tmp_path / "clips.npz"
     np.savez(clips, images=np.stack(images)[None].transpose(0, 1, 4, 2, 3).repeat(2, 0),
              actions=np.stack(actions)[None].repeat(2, 0), rewards=np.array(rewards, np.float32)[None].repeat(2, 0))
+    baselines = openloop_baselines(str(clips))
+    moves = np.stack(images)[5:].astype(np.float32) / 255 - np.stack(images)[4].astype(np.float32) / 255
+    assert baselines["copy_last_frame_mse"] == pytest.approx(float((moves**2).mean()), abs=1e-6)
+    assert baselines["mean_reward_mse"] == pytest.approx(float(np.var(rewards[5:])), abs=1e-6)
     model = DreamerV3("CnnPolicy", DotEnv(size=16, continuous=True), seed=0, learning_starts=40, batch_size=2,
                       sequence_length=8, train_ratio=8, policy_kwargs=dict(model_size="tiny"))
     measure = openloop_errors(str(clips))
