@@ -7,8 +7,8 @@
 For a change to a hot path (world-model update, imagination) on a machine that is busy with other work, where
 ``update_speed.py``'s absolute timings are not to be had: the base revision is checked out with ``git worktree``
 into a temporary folder, and each side runs in its own process that builds the same agent with the same seed and
-times one update when told to: ``--algo dreamer``, a DreamerV3 policy on ``update_speed.py``'s synthetic batch
-(world model + actor + critic; ``--obs vector|pixels``, ``--preset``), or ``--algo drqv2``, the DrQv2 update of
+times one update when told to: ``--algo dreamer``, a DreamerV3 (or ``--version v2``) policy on ``update_speed.py``'s
+synthetic batch (world model + actor + critic; ``--obs vector|pixels``, ``--preset``), or ``--algo drqv2``, the DrQv2 update of
 ``drqv2_speed.py`` (batch 256; ``--obs`` is the image side, 64 or 84). The two sides take turns, alternating who
 goes first each round, so that load from other processes falls on both alike. Each side also reports the sum of
 each parameter tensor after three seeded updates, and the largest relative difference between the sides says
@@ -37,7 +37,8 @@ sys.path.insert(0, sys.argv[1])
 sys.path.insert(0, sys.argv[2])
 import numpy as np, torch
 
-algo, preset, obs, threads, precision = sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), sys.argv[7]
+algo, preset, obs, threads, precision, version = (sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), sys.argv[7],
+                                                  sys.argv[8])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 if algo == "dreamer":
@@ -47,10 +48,10 @@ if algo == "dreamer":
 
     space = (spaces.Box(0, 255, (3, 64, 64), np.uint8) if obs == "pixels"
              else spaces.Box(-np.inf, np.inf, (3,), np.float32))
-    policy = DreamerPolicy(space, spaces.Box(-1, 1, (1,), np.float32), lambda _: 1e-4, version="v3",
+    policy = DreamerPolicy(space, spaces.Box(-1, 1, (1,), np.float32), lambda _: 1e-4, version=version,
                            model_size=preset, precision=precision)
     data = synthetic_batch(obs, 16, 64)
-    update = lambda: policy.train_step(data, 15, 0.997)
+    update = lambda: policy.train_step(data, 15, 0.997 if version == "v3" else 0.99)
     params = policy.parameters
 else:  # drqv2: the update drqv2_speed.py times (batch 256 from a buffer of random frames)
     from drqv2_speed import make_ours
@@ -76,7 +77,7 @@ def start(package_root: Path, args: argparse.Namespace) -> subprocess.Popen:
     """One side's worker process, importing ``sb3_worldmodels`` from ``package_root``."""
     return subprocess.Popen(
         [sys.executable, "-c", WORKER, str(package_root), str(ROOT / "benchmarks"), args.algo, args.preset, args.obs,
-         str(args.threads), args.precision],
+         str(args.threads), args.precision, args.version],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
 
@@ -98,6 +99,7 @@ def main() -> None:
     parser.add_argument("--base", default="HEAD", help="git revision to compare the working tree against")
     parser.add_argument("--algo", choices=["dreamer", "drqv2"], default="dreamer")
     parser.add_argument("--preset", default="tiny", help="Dreamer model size")
+    parser.add_argument("--version", choices=["v3", "v2"], default="v3", help="Dreamer version")
     parser.add_argument("--obs", default="vector", help="dreamer: vector or pixels; drqv2: image side (64, 84)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--threads", type=int, default=1)
