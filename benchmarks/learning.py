@@ -4,7 +4,7 @@
     python benchmarks/learning.py --task cartpole_state  # DMC cartpole-swingup from state, 100k frames (target >= 513)
     python benchmarks/learning.py --task pendulum --algos DreamerV3 SAC --seeds 0 1 --jobs 2
 
-Every (algorithm, seed) runs in its own process with one torch thread; the policy is evaluated every
+Every (algorithm, seed) runs in its own process with ``--threads`` torch threads (default 1); the policy is evaluated every
 ``--eval-every`` env steps on ``--eval-episodes`` episodes (deterministic). After every evaluation the run is
 checkpointed (model, replay buffer, curve so far) under benchmarks/.runs/: a run that was stopped (a session
 ended, the machine rebooted) resumes from its last evaluation when the same command is given again, and
@@ -46,7 +46,7 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
 
     import sb3_worldmodels
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.get("threads", 1))
     spec = TASKS[task]
     env = gym.make(spec["env"], **spec["env_kwargs"])
     eval_env = Monitor(gym.make(spec["env"], **spec["env_kwargs"]))
@@ -240,6 +240,8 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="Dreamer update precision")
     parser.add_argument("--policy-kwargs", default="{}",
                         help='JSON of other Dreamer config fields, e.g. \'{"units": 256, "mlp_layers": 2}\'')
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per run (a resource, not a setting: a run may resume with another)")
     parser.add_argument("--tag", default="")
     parser.add_argument("--restart", action="store_true", help="discard the runs' checkpoints and start over")
     args = parser.parse_args()
