@@ -9,11 +9,19 @@ earlier (a session or a GPU lease that ended) keeps its curve in ``<root>/<bench
 ``.png`` (``learning.py``'s plot; for the transfer benchmark also ``<name>_openloop.png``, its held-out world-model
 error), and ``<name>.json`` with each run's last step and return, its wall time and the note, so partial figures
 are kept in the same form as finished ones.
+
+With ``--merge`` the results already in ``benchmarks/results/<name>.csv`` and ``.json`` are kept for every run that
+is not collected this time (its (algo, seed) has no curve under ``<root>/<bench>``), so runs of one benchmark that
+ran in different sittings or machines, or under a ``--tag``, end in one set of figures:
+
+    python benchmarks/collect_curves.py transfer_dmc_cartpole_swingup_scratch --name transfer_dmc_cartpole_swingup \
+        --merge --heldout-clips /path/to/videos/dmc_cartpole_swingup_heldout/clips.npz --note "..."
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -42,6 +50,39 @@ def collect(bench_dir: Path) -> tuple[list[dict], dict[str, dict]]:
     return rows, last
 
 
+def read_curves(path: Path) -> list[dict]:
+    """The rows of a curve CSV written by ``learning.py``'s ``write_curves``, with numbers as numbers (empty cells,
+    columns a run did not record, are left out of its rows)."""
+
+    def value(text: str) -> object:
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    with path.open(newline="") as f:
+        return [{k: value(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def merge(rows: list[dict], last: dict[str, dict], csv_path: Path,
+          json_path: Path) -> tuple[list[dict], dict[str, dict], dict]:
+    """Add to the collected ``rows`` and ``last`` the rows of the earlier results ``csv_path`` and the runs of
+    ``json_path`` whose (algo, seed) was not collected.
+
+    :return: the merged rows and runs, and the earlier JSON (for what else it holds).
+    """
+    if not csv_path.exists():
+        raise FileNotFoundError(f"--merge: no earlier results at {csv_path}; run without --merge to write them.")
+    earlier = json.loads(json_path.read_text()) if json_path.exists() else {}
+    collected = {(row["algo"], row["seed"]) for row in rows}
+    kept = [row for row in read_curves(csv_path) if (row["algo"], row["seed"]) not in collected]
+    # the earlier runs' entries are keyed by their folder (<algo key>_s<seed>); a collected folder replaces its own
+    runs = {run: info for run, info in earlier.get("runs", {}).items() if run not in last}
+    return kept + rows, {**runs, **last}, earlier
+
+
 def main() -> None:
     """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,17 +92,29 @@ def main() -> None:
     parser.add_argument("--note", default="", help="where and how the runs ran, and why they stopped")
     parser.add_argument("--heldout-clips", type=Path, default=None,
                         help="transfer benchmark: its held-out clips file, for the trivial-prediction figures")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the runs already in benchmarks/results/<name>.csv/.json that are not collected now")
     args = parser.parse_args()
     rows, last = collect(args.root / args.bench)
     name = args.name or args.bench
-    write_curves(rows, name, name.replace("_", " "))
+    earlier: dict = {}
+    if args.merge:
+        rows, last, earlier = merge(rows, last, RESULTS / f"{name}.csv", RESULTS / f"{name}.json")
     summary: dict = {"runs": last, "note": args.note}
+    if "heldout_baselines" in earlier:
+        summary["heldout_baselines"] = earlier["heldout_baselines"]
+    if args.heldout_clips is not None:
+        from transfer import openloop_baselines
+
+        baselines = openloop_baselines(str(args.heldout_clips))
+        if summary.setdefault("heldout_baselines", baselines) != baselines:
+            raise ValueError(f"--merge: the held-out clips {args.heldout_clips} give other trivial-prediction figures "
+                             f"({baselines}) than the earlier runs' ({summary['heldout_baselines']}): they are not "
+                             "the clips the earlier runs were scored on.")
+    write_curves(rows, name, name.replace("_", " "))
     if any("heldout_frame_mse" in row for row in rows):
         references = {}
-        if args.heldout_clips is not None:
-            from transfer import openloop_baselines
-
-            summary["heldout_baselines"] = openloop_baselines(str(args.heldout_clips))
+        if "heldout_baselines" in summary:
             references["copy of the last observed frame"] = summary["heldout_baselines"]["copy_last_frame_mse"]
         plot(rows, RESULTS / f"{name}_openloop.png", name.replace("_", " "), key="heldout_frame_mse",
              ylabel="open-loop frame MSE, held-out clips (lower is better)", references=references)

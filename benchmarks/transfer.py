@@ -373,9 +373,10 @@ def main() -> None:
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     start = time.time()
     args.work.mkdir(parents=True, exist_ok=True)
-    episodes = record_sources(args.sources, args.episodes_per_domain, args.work, args.pretrain_seed)
-    settings["heldout_clips"] = str(heldout_clips(args.target, args.work, settings))
     kinds = sorted({METHODS[m][2] for m in args.methods} - {None})  # type: ignore[type-var]
+    # the source videos are only for pre-training: methods from scratch alone need none recorded
+    episodes = record_sources(args.sources, args.episodes_per_domain, args.work, args.pretrain_seed) if kinds else []
+    settings["heldout_clips"] = str(heldout_clips(args.target, args.work, settings))
     checkpoints = {kind: str(checkpoint_dir(args.work, kind, settings)) for kind in kinds}
     ctx = mp.get_context("spawn")
     pretrain_start = time.time()

@@ -80,6 +80,29 @@ def test_collect_curves_reads_stopped_runs(tmp_path: Path) -> None:
     assert last["SAC_s0"]["eval_return"] == rows[-1]["eval_return"]
 
 
+def test_collect_curves_merge_keeps_other_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``collect_curves.py --merge``: the earlier results keep every run not collected now, numbers stay numbers
+    (empty cells left out), and a collected (algo, seed) replaces its earlier rows and entry."""
+    import learning
+    from collect_curves import merge, read_curves
+
+    monkeypatch.setattr(learning, "RESULTS", tmp_path)
+    earlier = [{"algo": "A", "seed": s, "step": step, "eval_return": 1.5 * step, "heldout_frame_mse": 0.25}
+               for s in (0, 1) for step in (100, 200)] + [{"algo": "B", "seed": 0, "step": 100, "eval_return": -3.0}]
+    learning.write_curves(earlier, "bench", "bench")
+    assert read_curves(tmp_path / "bench.csv") == earlier
+    (tmp_path / "bench.json").write_text(json.dumps({"runs": {"a_s0": {"step": 200}, "a_s1": {"step": 200},
+                                                              "b_s0": {"step": 100}},
+                                                     "heldout_baselines": {"copy_last_frame_mse": 0.5}}))
+    new = [{"algo": "B", "seed": 0, "step": step, "eval_return": 7.0} for step in (100, 200)]
+    rows, runs, before = merge(new, {"b_s0": {"step": 200}}, tmp_path / "bench.csv", tmp_path / "bench.json")
+    assert rows == earlier[:4] + new
+    assert runs == {"a_s0": {"step": 200}, "a_s1": {"step": 200}, "b_s0": {"step": 200}}
+    assert before["heldout_baselines"] == {"copy_last_frame_mse": 0.5}
+    with pytest.raises(FileNotFoundError, match="without --merge"):
+        merge(new, {}, tmp_path / "other.csv", tmp_path / "other.json")
+
+
 def test_set_options_records_only_changed_options() -> None:
     """Options left at their defaults stay out of a run's settings, so runs checkpointed before them resume."""
     defaults = {"precision": "fp32", "shadows": False}
