@@ -15,7 +15,7 @@ is not collected this time (its (algo, seed) has no curve under ``<root>/<bench>
 ran in different sittings or machines, or under a ``--tag``, end in one set of figures:
 
     python benchmarks/collect_curves.py transfer_dmc_cartpole_swingup_scratch --name transfer_dmc_cartpole_swingup \
-        --merge --heldout-clips /path/to/videos/dmc_cartpole_swingup_heldout/clips.npz --note "..."
+        --merge --heldout-clips /path/to/videos/dmc_cartpole_swingup_heldout_clips_16x25.npz --note "..."
 """
 
 from __future__ import annotations
