@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sb3_worldmodels.common import distributed as ddp
+from sb3_worldmodels.common.precision import autocast
 from sb3_worldmodels.contextwm.checkpoint import (
     KINDS,
     TRAINER_FILE,
@@ -255,7 +256,7 @@ def train_step(loss_module: nn.Module, optimizer: torch.optim.Optimizer, images:
     """One update: loss (bf16 autocast when ``cfg.precision == "bf16"``), backward (DDP averages the gradients over
     the processes), clip to ``cfg.model_grad_clip``, optimizer step. :return: detached metrics (``grad_norm`` too).
     """
-    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+    with autocast(images.device.type, cfg.precision):
         loss, metrics = loss_module(images, is_first)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -110,7 +110,7 @@ def _run_notebook(path: Path, tiny_parameters: str, tmp_path: Path, monkeypatch:
     # inherited from the test environment would make plt.show() a no-op
     monkeypatch.delenv("MPLBACKEND", raising=False)
     client = nbclient.NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute()
     assert f"kernel prefix: {sys.prefix}" in _outputs_text(nb)

@@ -85,13 +85,13 @@ class ActorCritic(nn.Module):
             return TruncatedNormalDist(torch.tanh(mean), 2 * torch.sigmoid(std / 2) + lo)
         return TruncNormalDist(torch.tanh(mean), (hi - lo) * torch.sigmoid(std + 2.0) + lo)
 
-    def _value(self, net: nn.Module, feat: Tensor) -> TwoHotDist | MSEDist:
-        out = net(feat)
+    def _value_from(self, out: Tensor) -> TwoHotDist | MSEDist:
+        """Value distribution from a critic's raw output."""
         return TwoHotDist(out) if self.cfg.critic_head == "twohot" else MSEDist(out[..., 0], coef=0.5)
 
     def value(self, feat: Tensor, slow: bool = False) -> TwoHotDist | MSEDist:
         """Critic (or slow critic) value distribution."""
-        return self._value(self.slow_critic if slow else self.critic, feat)
+        return self._value_from((self.slow_critic if slow else self.critic)(feat))
 
     # ------------------------------------------------------------------------------------- losses
     def imagine(self, wm: WorldModel, start: State, horizon: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -125,21 +125,32 @@ class ActorCritic(nn.Module):
         :param wm: the world model (its parameters receive no gradient here).
         :param start: posterior states (B, T, ...).
         :param is_terminal: (B, T) terminal flags of the start states (their continue is taken from data).
-        :return: actor loss, critic loss, metrics.
+        :return: actor loss, critic loss, metrics. The two losses share one graph: back-propagate each into its
+            own network's parameters only, ``actor_loss.backward(inputs=actor_params, retain_graph=True)`` then
+            ``critic_loss.backward(inputs=critic_params)`` (the actor loss also depends on the critic, the critic
+            loss on the imagined states).
         """
         cfg = self.cfg
         feat, actions, raw = self.imagine(wm, start, horizon)
-        # heads on the imagined states only: the start's reward is unused and its continue comes from data
+        # Every head runs on all H+1 steps and its output is sliced: slicing the (N, H+1, F) features instead
+        # would copy them for each head (and zero-fill their gradient). The start's reward is unused and its
+        # continue comes from data.
         with frozen(wm), torch.set_grad_enabled(feat.requires_grad):
-            reward = wm.reward_dist(feat[:, 1:]).mean
-            cont = wm.cont_dist(feat[:, 1:]).mean
+            reward = wm.reward_dist(feat).mean[:, 1:]
+            cont = wm.cont_dist(feat).mean[:, 1:]
         reward = torch.cat([torch.zeros_like(reward[:, :1]), reward], 1)
         cont = torch.cat([1.0 - is_terminal.reshape(-1, 1).to(cont.dtype), cont], 1)
         discount = gamma * cont
         # probability of being alive in state t (a rollout from a terminal start state gets no weight)
         weight = (torch.cumprod(discount, 1) / gamma).detach()
-        with frozen(self.critic):  # the actor's gradient flows through the values, the critic's does not
-            value_for_returns = self.value(feat, slow=cfg.critic_target == "slow").mean
+        # One critic forward serves the returns (the actor's gradient flows through them into the imagined
+        # states) and the critic's own loss: the caller back-propagates the actor loss into the actor's
+        # parameters only and the critic loss into the critic's only (``backward(inputs=...)``).
+        critic_out = self.critic(feat)
+        if cfg.critic_target == "slow":
+            value_for_returns = self.value(feat, slow=True).mean
+        else:
+            value_for_returns = self._value_from(critic_out).mean
         ret = lambda_returns(reward, value_for_returns, discount, cfg.lam)  # (N, H)
         base = value_for_returns[:, :-1]
 
@@ -160,10 +171,11 @@ class ActorCritic(nn.Module):
         actor_loss = -(weight[:, :-1] * (objective + cfg.actor_entropy * entropy)).mean()
 
         # critic
-        critic_dist = self.value(feat.detach()[:, :-1])
+        critic_dist = self._value_from(critic_out[:, :-1])
         critic_loss = -critic_dist.log_prob(ret.detach())
         if cfg.slow_critic_reg > 0:
-            slow_target = self.value(feat.detach()[:, :-1], slow=True).mean.detach()
+            with torch.no_grad():
+                slow_target = self._value_from(self.slow_critic(feat)[:, :-1]).mean
             critic_loss = critic_loss - cfg.slow_critic_reg * critic_dist.log_prob(slow_target)
         critic_loss = (weight[:, :-1] * critic_loss).mean()
 

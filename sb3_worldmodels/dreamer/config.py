@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from sb3_worldmodels.common.precision import check_precision
+
 __all__ = ["DreamerConfig", "MODEL_SIZES", "make_config"]
 
 # name: (deter, units / RSSM hidden, cnn depth, mlp layers, stoch, classes)
@@ -150,6 +152,5 @@ def make_config(
             f"Unknown Dreamer policy_kwargs {unknown}. Valid keys: model_size and {sorted(valid - {'extra'})}."
         )
     cfg.update(overrides)
-    if cfg.get("precision", "fp32") not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16' (autocast), got {cfg['precision']!r}.")
+    check_precision(cfg.get("precision", "fp32"))
     return config_class(**cfg)

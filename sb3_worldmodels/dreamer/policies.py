@@ -12,6 +12,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import Tensor
 
+from sb3_worldmodels.common.precision import autocast
 from sb3_worldmodels.common.spaces import check_policy_alias
 from sb3_worldmodels.dreamer.behavior import ActorCritic
 from sb3_worldmodels.dreamer.config import DreamerConfig, make_config
@@ -177,7 +178,7 @@ class DreamerPolicy(BasePolicy):
     # ----------------------------------------------------------------------------------- learning
     def _autocast(self) -> torch.autocast:
         """bf16 autocast of the forward passes when ``precision="bf16"`` (distributions stay in fp32)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+        return autocast(self.device.type, self.cfg.precision)
 
     def train_step(self, batch: Any, horizon: int, gamma: float) -> dict[str, Any]:
         """One full update: world model, then actor and critic in imagination from the posteriors.
@@ -203,15 +204,15 @@ class DreamerPolicy(BasePolicy):
                 self.world_model, post, batch.is_terminal, horizon, gamma
             )
         metrics.update(ac_metrics)
+        # the losses share one graph (one critic forward): each goes into its own network's parameters only
+        actor_params, critic_params = list(self.behavior.actor.parameters()), list(self.behavior.critic.parameters())
         self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        metrics["actor_grad_norm"] = torch.nn.utils.clip_grad_norm_(self.behavior.actor.parameters(), cfg.ac_grad_clip)
-        self.actor_optimizer.step()
         self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        metrics["critic_grad_norm"] = torch.nn.utils.clip_grad_norm_(
-            self.behavior.critic.parameters(), cfg.ac_grad_clip
-        )
+        actor_loss.backward(inputs=actor_params, retain_graph=True)
+        critic_loss.backward(inputs=critic_params)
+        metrics["actor_grad_norm"] = torch.nn.utils.clip_grad_norm_(actor_params, cfg.ac_grad_clip)
+        self.actor_optimizer.step()
+        metrics["critic_grad_norm"] = torch.nn.utils.clip_grad_norm_(critic_params, cfg.ac_grad_clip)
         self.critic_optimizer.step()
         self.behavior.update_slow_critic()
         metrics["update_seconds"] = time.perf_counter() - start_time

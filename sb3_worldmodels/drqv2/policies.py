@@ -25,6 +25,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import Tensor, nn
 
 from sb3_worldmodels.common.nets import MLP
+from sb3_worldmodels.common.precision import autocast, check_precision
 from sb3_worldmodels.common.spaces import check_policy_alias
 from sb3_worldmodels.drqv2.buffers import stacked_space
 
@@ -264,8 +265,7 @@ class DrQv2Policy(BasePolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self._check_observation_space(observation_space)
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
+        check_precision(precision)
         if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
             raise ValueError(f"DrQv2 needs a flat Box action space, got {action_space!r}.")
         if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
@@ -313,7 +313,7 @@ class DrQv2Policy(BasePolicy):
 
     def autocast(self) -> th.autocast:
         """bf16 autocast on the policy's device when ``precision="bf16"`` (a no-op context otherwise)."""
-        return th.autocast(self.device.type, dtype=th.bfloat16, enabled=self.precision == "bf16")
+        return autocast(self.device.type, self.precision)
 
     @classmethod
     def _check_observation_space(cls, observation_space: spaces.Space) -> None:

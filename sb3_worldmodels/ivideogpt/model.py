@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from sb3_worldmodels.common.distributions import symexp, symlog
 from sb3_worldmodels.common.io import atomic_path
+from sb3_worldmodels.common.precision import autocast, check_precision
 from sb3_worldmodels.ivideogpt.config import (
     TokenizerConfig,
     TransformerConfig,
@@ -65,9 +66,7 @@ class IVideoGPT(nn.Module):
         precision: str = "fp32",
     ) -> None:
         super().__init__()
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
-        self.precision = precision
+        self.precision = check_precision(precision)
         self.tokenizer_config = make_tokenizer_config(tokenizer) if isinstance(tokenizer, str) else tokenizer
         self.transformer_config = make_transformer_config(transformer) if isinstance(transformer, str) else transformer
         self.transformer_config.validate()
@@ -92,7 +91,7 @@ class IVideoGPT(nn.Module):
     def autocast(self) -> torch.autocast:
         """bf16 autocast on the model's device when ``precision="bf16"`` (a no-op context otherwise)."""
         device = next(self.parameters()).device.type
-        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        return autocast(device, self.precision)
 
     # ---------------------------------------------------------------------------------------- sequences
     @property
