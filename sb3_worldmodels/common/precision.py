@@ -8,6 +8,7 @@ for on such a CPU.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -27,8 +28,9 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+@functools.cache
 def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (AMX tiles or AVX512-BF16).
+    """Whether this CPU multiplies bf16 matrices natively (AMX tiles or AVX512-BF16); probed once per process.
 
     ``True`` when this PyTorch build cannot tell (its private ``torch.cpu`` probes are missing).
     """
