@@ -22,15 +22,15 @@ def stats_keys(rssm: RSSM) -> set[str]:
 
 
 def seed_every_step(monkeypatch: pytest.MonkeyPatch, rssm: RSSM, first_step: int) -> None:
-    """Reseed torch before every ``obs_step`` with a seed derived from the absolute time index.
+    """Reseed torch before every step of ``observe`` with a seed derived from the absolute time index.
 
-    ``observe`` samples the prior and the posterior at every step, so a run over the suffix ``[k:]`` of a
+    ``observe`` samples the posterior at every step, so a run over the suffix ``[k:]`` of a
     sequence would otherwise consume different random numbers than steps ``k:`` of a run over the whole
     sequence. Reseeding with ``1000 + absolute_step`` makes the noise of step ``t`` identical in both runs
     (same batch size, same tensor shapes) while keeping the real sampling code in play, so the two runs can
     be compared exactly.
     """
-    original = RSSM.obs_step.__get__(rssm)  # the class method, not an earlier wrapper
+    original = RSSM._filter_step.__get__(rssm)  # the class method, not an earlier wrapper
     step = {"t": first_step}
 
     def wrapped(*args, **kwargs):
@@ -38,7 +38,7 @@ def seed_every_step(monkeypatch: pytest.MonkeyPatch, rssm: RSSM, first_step: int
         step["t"] += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(rssm, "obs_step", wrapped)
+    monkeypatch.setattr(rssm, "_filter_step", wrapped)
 
 
 def assert_states_close(a: dict, b: dict, **kw) -> None:
@@ -69,12 +69,16 @@ def test_observe_imagine_shapes(classes):
     is_first = torch.zeros(B, T)
     is_first[:, 0] = 1
     post, prior = rssm.observe(embed, actions, is_first)
+    assert post.keys() == {"deter", "stoch"} | stats_keys(rssm)
+    assert prior.keys() == {"deter"} | stats_keys(rssm)  # observe's priors feed the KL only: no sample
     for s in (post, prior):
-        assert s.keys() == {"deter", "stoch"} | stats_keys(rssm)
         assert s["deter"].shape == (B, T, DETER)
-        assert s["stoch"].shape == (B, T, stoch_flat)
+        if "stoch" in s:
+            assert s["stoch"].shape == (B, T, stoch_flat)
         if classes:
             assert s["logits"].shape == (B, T, STOCH, CLASSES)
+            if "stoch" not in s:
+                continue
             # stoch is a concatenation of one-hot vectors
             onehots = s["stoch"].detach().reshape(B, T, STOCH, CLASSES)
             torch.testing.assert_close(onehots.sum(-1), torch.ones(B, T, STOCH))
@@ -115,6 +119,29 @@ def test_gradients_reach_all_rssm_parameters():
     (dyn.mean() + rep.mean() + rssm.feat(post).pow(2).mean()).backward()
     for name, p in rssm.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("classes", [CLASSES, 0])
+def test_observe_matches_obs_step_loop(classes):
+    """``observe`` applies the prior head to all steps after the loop: each step's deter and prior statistics
+    equal those of ``obs_step`` fed the same previous posterior, and ``img_step`` gives the same prior."""
+    rssm = make(classes)
+    embed, actions = torch.randn(B, T, E), torch.randn(B, T, A)
+    is_first = torch.zeros(B, T)
+    is_first[:, 0] = 1
+    is_first[1, 2] = 1
+    post, prior = rssm.observe(embed, actions, is_first)
+    state = rssm.initial(B)
+    for t in range(T):
+        step_post, step_prior = rssm.obs_step(state, actions[:, t], embed[:, t], is_first[:, t])
+        for key in ["deter", *stats_keys(rssm)]:
+            torch.testing.assert_close(step_prior[key], prior[key][:, t])
+        for key in stats_keys(rssm):  # the posterior statistics depend on deter and embed only
+            torch.testing.assert_close(step_post[key], post[key][:, t])
+        state = {k: v[:, t] for k, v in post.items()}  # continue from observe's own sample
+    # prior statistics differ from posterior ones (the comparison above is not vacuous)
+    key = sorted(stats_keys(rssm))[0]
+    assert not torch.allclose(prior[key], post[key])
 
 
 def test_obs_step_sample_false_is_deterministic():
@@ -214,7 +241,8 @@ def test_action_free_rssm(classes):
     is_first = torch.zeros(B, T)
     is_first[:, 0] = 1
     post, prior = rssm.observe(torch.randn(B, T, E), None, is_first)
-    assert post["deter"].shape == (B, T, DETER) and prior["stoch"].shape == (B, T, rssm.stoch_flat)
+    assert post["deter"].shape == (B, T, DETER) and post["stoch"].shape == (B, T, rssm.stoch_flat)
+    assert prior["deter"].shape == (B, T, DETER)
     start = {k: v[:, -1] for k, v in post.items()}
     states, acts = rssm.imagine(lambda s: torch.zeros(s["deter"].shape[0], 0), start, 3)
     assert states["deter"].shape == (B, 4, DETER) and acts.shape == (B, 4, 0)

@@ -148,11 +148,24 @@ class RSSM(nn.Module):
             action = torch.where(first[:, None], torch.zeros_like(action), action)
         return new, action
 
-    def img_step(self, state: State, action: Tensor | None) -> State:
-        """Prior step: [stoch, action] -> GRU -> deter -> prior over the next stoch."""
+    def _deter_step(self, state: State, action: Tensor | None) -> Tensor:
+        """Deterministic transition: [stoch, action] -> Linear -> norm -> act -> GRU -> the next ``deter``."""
         x = state["stoch"] if action is None or self.action_dim == 0 else torch.cat([state["stoch"], action], -1)
-        deter = self.gru(self.img_in(x), state["deter"])
-        stats = self._stats(self.img_out(deter))
+        return self.gru(self.img_in(x), state["deter"])
+
+    def _prior(self, deter: Tensor) -> State:
+        """Prior statistics of the stochastic state given ``deter`` (any leading shape)."""
+        return self._stats(self.img_out(deter))
+
+    def _posterior(self, deter: Tensor, embed: Tensor, sample: bool = True) -> State:
+        """Posterior state given ``deter`` and the observation embedding."""
+        stats = self._stats(self.obs_out(torch.cat([deter, embed], -1)))
+        return {"deter": deter, "stoch": self._sample(stats, sample), **stats}
+
+    def img_step(self, state: State, action: Tensor | None) -> State:
+        """Prior step: [stoch, action] -> GRU -> deter -> prior over the next stoch, sampled."""
+        deter = self._deter_step(state, action)
+        stats = self._prior(deter)
         return {"deter": deter, "stoch": self._sample(stats), **stats}
 
     def obs_step(
@@ -168,12 +181,21 @@ class RSSM(nn.Module):
 
         ``sample=False`` takes the posterior's mode (deterministic acting); ``init`` is the state a reset
         takes (default :meth:`initial`, which :meth:`observe` computes once per sequence).
+        :return: the posterior and the (sampled) prior of this step.
         """
         state, action = self._reset(state, action, is_first, init)
         prior = self.img_step(state, action)
-        stats = self._stats(self.obs_out(torch.cat([prior["deter"], embed], -1)))
-        post = {"deter": prior["deter"], "stoch": self._sample(stats, sample), **stats}
-        return post, prior
+        return self._posterior(prior["deter"], embed, sample), prior
+
+    def _filter_step(
+        self, state: State, action: Tensor | None, embed: Tensor, is_first: Tensor, init: State | None
+    ) -> State:
+        """One step of :meth:`observe`: reset where ``is_first``, deterministic transition, sampled posterior.
+
+        The prior head is left out: :meth:`observe` applies it to all steps at once after the loop.
+        """
+        state, action = self._reset(state, action, is_first, init)
+        return self._posterior(self._deter_step(state, action), embed)
 
     def observe(
         self, embed: Tensor, actions: Tensor | None, is_first: Tensor, state: State | None = None
@@ -184,7 +206,9 @@ class RSSM(nn.Module):
         :param actions: (B, T, A) previous actions (action that led to step t), or ``None`` (action-free).
         :param is_first: (B, T) episode-start flags (state and action are reset there).
         :param state: state before the first step, default the initial state.
-        :return: posteriors and priors, each a dict of (B, T, ...) tensors.
+        :return: posteriors (``deter``, sampled ``stoch`` and the statistics) and priors (``deter`` and the
+            statistics: ``logits``, or ``mean``/``std``; no sample, which nothing here needs), each a dict of
+            (B, T, ...) tensors.
         """
         b, t = embed.shape[:2]
         # the initial state depends on the parameters only: computed once, for the start and every reset
@@ -193,13 +217,14 @@ class RSSM(nn.Module):
             state = init = self.initial(b)
         else:
             init = self.initial(b) if _may_reset(is_first) else None
-        posts, priors = [], []
+        posts = []
         for i in range(t):
             act = None if actions is None else actions[:, i]
-            state, prior = self.obs_step(state, act, embed[:, i], is_first[:, i], init=init)
+            state = self._filter_step(state, act, embed[:, i], is_first[:, i], init)
             posts.append(state)
-            priors.append(prior)
-        return _stack(posts), _stack(priors)
+        post = _stack(posts)
+        # the prior only feeds the KL terms: one batched head over all T steps instead of T small ones in the loop
+        return post, {"deter": post["deter"], **self._prior(post["deter"])}
 
     def imagine(
         self, policy: Callable[[State], Tensor], start: State, horizon: int
