@@ -83,3 +83,29 @@ def test_actor_and_critic_gradients_match_separate_graphs(version: str, action_s
             assert (g is None) == (w is None)
             if g is not None:
                 torch.testing.assert_close(g, w)
+
+
+def test_slow_target_with_regulariser_runs_the_slow_critic_once() -> None:
+    """With ``critic_target="slow"`` and ``slow_critic_reg > 0`` the slow critic's values serve both the returns
+    and the regulariser's target: one forward, and the regulariser does change the critic loss."""
+    policy, post, is_terminal = _policy("v2", spaces.Box(-1, 1, (1,), np.float32))
+    ac, wm = policy.behavior, policy.world_model
+    assert ac.cfg.critic_target == "slow"
+    retnorm = copy.deepcopy(ac.retnorm.state_dict())
+    calls: list[int] = []
+    ac.slow_critic.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():  # a slow critic that differs from the critic, so the regulariser is not zero
+        for p in ac.slow_critic.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+
+    def critic_loss(reg: float) -> torch.Tensor:
+        ac.cfg.slow_critic_reg = reg
+        ac.retnorm.load_state_dict(retnorm)
+        torch.manual_seed(SEED)
+        return ac.losses(wm, post, is_terminal, HORIZON, GAMMA)[1].detach()
+
+    plain = critic_loss(0.0)
+    calls.clear()
+    regularised = critic_loss(1.0)
+    assert len(calls) == 1
+    assert regularised > plain

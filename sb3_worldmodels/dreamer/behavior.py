@@ -147,10 +147,8 @@ class ActorCritic(nn.Module):
         # states) and the critic's own loss: the caller back-propagates the actor loss into the actor's
         # parameters only and the critic loss into the critic's only (``backward(inputs=...)``).
         critic_out = self.critic(feat)
-        if cfg.critic_target == "slow":
-            value_for_returns = self.value(feat, slow=True).mean
-        else:
-            value_for_returns = self._value_from(critic_out).mean
+        slow_value = self.value(feat, slow=True).mean if cfg.critic_target == "slow" else None
+        value_for_returns = self._value_from(critic_out).mean if slow_value is None else slow_value
         ret = lambda_returns(reward, value_for_returns, discount, cfg.lam)  # (N, H)
         base = value_for_returns[:, :-1]
 
@@ -174,8 +172,11 @@ class ActorCritic(nn.Module):
         critic_dist = self._value_from(critic_out[:, :-1])
         critic_loss = -critic_dist.log_prob(ret.detach())
         if cfg.slow_critic_reg > 0:
-            with torch.no_grad():
-                slow_target = self._value_from(self.slow_critic(feat)[:, :-1]).mean
+            if slow_value is not None:  # the slow critic already ran for the returns: reuse its values
+                slow_target = slow_value[:, :-1].detach()
+            else:
+                with torch.no_grad():
+                    slow_target = self._value_from(self.slow_critic(feat)[:, :-1]).mean
             critic_loss = critic_loss - cfg.slow_critic_reg * critic_dist.log_prob(slow_target)
         critic_loss = (weight[:, :-1] * critic_loss).mean()
 
