@@ -393,6 +393,29 @@ def test_in_memory_pickle_round_trip_and_resume() -> None:
     assert_buffers_equal(buf, buf2)
 
 
+@pytest.mark.parametrize("memmap", [False, True])
+def test_pickle_holds_written_rows_only(tmp_path: Any, memmap: bool) -> None:
+    """A buffer that has not wrapped around pickles in proportion to its content, not its capacity, and comes
+    back at full capacity: equal arrays, then identical rows written past the old fill level and the wrap-around."""
+    capacity = 2 * 5_000
+    buf = make_buffer(capacity, n_envs=2, memmap_dir=tmp_path / "mm" if memmap else None)
+    drv = FakeVecDriver(buf, ep_len=lambda e, ep: 4 + e)  # episode ends add rows: the envs fill unevenly
+    drv.step(30)
+    assert buf.env_pos[0] != buf.env_pos[1]
+    blob = pickle.dumps(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    full_nbytes = sum(v.nbytes for v in buf._obs_store.values()) + buf.prev_actions.nbytes + buf.rewards.nbytes
+    assert len(blob) < full_nbytes / 20  # ~37 of the 5,000 rows per env are written
+    buf2 = pickle.loads(blob)
+    assert buf2.observations.shape == buf.observations.shape and buf2.rewards.shape == buf.rewards.shape
+    assert_buffers_equal(buf, buf2)
+    drv2 = FakeVecDriver(buf2, ep_len=lambda e, ep: 4 + e)
+    drv2.cur, drv2.t_in_ep, drv2.ep = drv.cur.copy(), drv.t_in_ep.copy(), drv.ep.copy()
+    drv.step(buf.buffer_size)  # past the capacity: both wrap around
+    drv2.step(buf.buffer_size)
+    assert buf2.env_full.all()
+    assert_buffers_equal(buf, buf2)
+
+
 def test_memmap_mode(tmp_path: Any) -> None:
     np.random.seed(0)
     obs_space = spaces.Dict(
