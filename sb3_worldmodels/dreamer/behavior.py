@@ -172,11 +172,10 @@ class ActorCritic(nn.Module):
         critic_dist = self._value_from(critic_out[:, :-1])
         critic_loss = -critic_dist.log_prob(ret.detach())
         if cfg.slow_critic_reg > 0:
-            if slow_value is not None:  # the slow critic already ran for the returns: reuse its values
-                slow_target = slow_value[:, :-1].detach()
-            else:
+            if slow_value is None:  # else the slow critic already ran for the returns: reuse its values
                 with torch.no_grad():
-                    slow_target = self._value_from(self.slow_critic(feat)[:, :-1]).mean
+                    slow_value = self.value(feat, slow=True).mean
+            slow_target = slow_value[:, :-1].detach()
             critic_loss = critic_loss - cfg.slow_critic_reg * critic_dist.log_prob(slow_target)
         critic_loss = (weight[:, :-1] * critic_loss).mean()
 
