@@ -8,8 +8,9 @@ For a run checkpointed by ``learning.py`` (``<run_dir>/model.zip`` and ``replay.
 action std, the critic's values on the posterior and imagined states, the mean lambda-return in imagination and,
 as the scale the value should reach for the data's policy, ``mean reward / (1 - gamma)``. Then it trains a copy of
 the critic alone, on that batch's imagined features held fixed, for ``--critic-updates`` Adam steps towards its own
-TD(lambda) targets with the slow-critic regulariser, as the agent's update does, and prints the mean value every
-50 steps: how far the critic moves when the world model and the actor stand still. Writes
+TD(lambda) targets with the slow-critic regulariser, as the agent's update does (and, with ``--replay-scale``, the
+replay value loss on the batch's replayed states), and prints the mean value every 50 steps: how far the critic
+moves when the world model and the actor stand still. Writes
 ``benchmarks/results/<out>.json`` when ``--out`` is given.
 """
 
@@ -27,7 +28,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def diagnose(run_dir: Path, env_id: str, env_kwargs: dict[str, Any], critic_updates: int, critic_lr: float | None,
-             seed: int = 0) -> dict[str, Any]:
+             seed: int = 0, replay_scale: float = 0.0) -> dict[str, Any]:
     """The figures described in the module docstring, as a dict."""
     import gymnasium as gym
     import torch
@@ -57,7 +58,8 @@ def diagnose(run_dir: Path, env_id: str, env_kwargs: dict[str, Any], critic_upda
             out["actor_std_mean"] = float(dist.std.mean())
         out["value_posterior_mean"] = float(ac.value(feat).mean.mean())
         out["value_scale_of_data"] = out["reward_data_mean"] / (1 - gamma)
-        _, _, behavior = ac.losses(wm, post, batch.is_terminal, model.imagination_horizon, gamma)
+        _, _, behavior = ac.losses(wm, post, batch.is_terminal, model.imagination_horizon, gamma,
+                                   batch.rewards, batch.is_last)
         out["imagination"] = {k: round(float(v), 4) for k, v in behavior.items() if not k.endswith("_loss")}
         imag_feat = ac.imagine(wm, post, model.imagination_horizon)[0].detach()
         imag_reward = wm.reward_dist(imag_feat).mean
@@ -73,18 +75,24 @@ def diagnose(run_dir: Path, env_id: str, env_kwargs: dict[str, Any], critic_upda
             values = ac._value_from(critic_out).mean
             target = lambda_returns(imag_reward, values, imag_discount, policy.cfg.lam)
             slow = ac._value_from(ac.slow_critic(imag_feat)[:, :-1]).mean
+            posterior_value = ac.value(feat).mean.mean()
         if step % 50 == 0:
-            fit.append({"update": step, "value": float(values.mean()), "target": float(target.mean())})
-            print(f"critic-only update {step}: value {fit[-1]['value']:.2f}, target {fit[-1]['target']:.2f}",
-                  flush=True)
+            fit.append({"update": step, "value": float(values.mean()), "target": float(target.mean()),
+                        "posterior_value": float(posterior_value)})
+            print(f"critic-only update {step}: value {fit[-1]['value']:.2f}, target {fit[-1]['target']:.2f}, "
+                  f"on the replayed states {fit[-1]['posterior_value']:.2f}", flush=True)
         if step == critic_updates:
             break
         loss = (-value_dist.log_prob(target) - policy.cfg.slow_critic_reg * value_dist.log_prob(slow)).mean()
+        if replay_scale > 0:  # DreamerV3's replay value loss, bootstrapped from each state's imagined return
+            boot = target[:, 0].reshape(batch.rewards.shape)
+            loss = loss + replay_scale * ac.replay_value_loss(feat, batch.rewards, batch.is_terminal,
+                                                              batch.is_last, boot, gamma)[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         ac.update_slow_critic()
-    out["critic_only_fit"] = {"lr": lr, "curve": fit}
+    out["critic_only_fit"] = {"lr": lr, "replay_scale": replay_scale, "curve": fit}
     return out
 
 
@@ -96,6 +104,8 @@ def main() -> None:
     parser.add_argument("--env-kwargs", default='{"obs_type": "state"}', help="JSON keyword arguments of the env")
     parser.add_argument("--critic-updates", type=int, default=300)
     parser.add_argument("--critic-lr", type=float, default=None, help="default: the checkpoint's critic_lr")
+    parser.add_argument("--replay-scale", type=float, default=0.0,
+                        help="add the replay value loss at this scale to the critic-only fit (0.3 in DreamerV3)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="", help="write benchmarks/results/<out>.json")
     args = parser.parse_args()
@@ -104,7 +114,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    result = diagnose(args.run_dir, args.env, json.loads(args.env_kwargs), args.critic_updates, args.critic_lr)
+    result = diagnose(args.run_dir, args.env, json.loads(args.env_kwargs), args.critic_updates, args.critic_lr,
+                      replay_scale=args.replay_scale)
     print(json.dumps({k: v for k, v in result.items() if k != "critic_only_fit"}, indent=1))
     if args.out:
         RESULTS.mkdir(exist_ok=True)

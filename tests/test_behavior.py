@@ -109,3 +109,94 @@ def test_slow_target_with_regulariser_runs_the_slow_critic_once() -> None:
     regularised = critic_loss(1.0)
     assert len(calls) == 1
     assert regularised > plain
+
+
+def _replay_returns_by_hand(r: list[float], boot: list[float], term: list[float], last: list[float],
+                            gamma: float, lam: float) -> list[float]:
+    """DreamerV3's replay lambda-return written as a plain loop over one window (its reference formulation):
+    ``cont = lam (1 - last)``, ``R_t = r_{t+1} + gamma (1 - term_{t+1}) ((1 - cont) boot_{t+1} + cont R_{t+1})``."""
+    rets = [boot[-1]]
+    for t in reversed(range(len(r) - 1)):
+        live, cont = gamma * (1 - term[t + 1]), lam * (1 - last[t + 1])
+        rets.append(r[t + 1] + live * ((1 - cont) * boot[t + 1] + cont * rets[-1]))
+    return rets[::-1][:-1]
+
+
+def test_replay_value_loss_targets_and_episode_ends() -> None:
+    """The replay value loss regresses the critic, on the replayed states, towards lambda-returns over the
+    replayed rewards bootstrapped from the imagined returns; it never runs across an episode end and leaves out
+    the episode's last state."""
+    policy, post, is_terminal = _policy("v3", spaces.Box(-1, 1, (1,), np.float32))
+    ac, wm = policy.behavior, policy.world_model
+    feat = wm.rssm.feat(post).detach()
+    b, t = feat.shape[:2]
+    g = torch.Generator().manual_seed(4)
+    rewards, boot = torch.rand(b, t, generator=g), 10 * torch.rand(b, t, generator=g)
+    term, last = torch.zeros(b, t), torch.zeros(b, t)
+    last[0, 2] = 1.0  # window 0: an episode ends at row 2 (truncated), the next begins at row 3
+    term[1, 3] = last[1, 3] = 1.0  # window 1: terminates at row 3
+
+    with torch.no_grad():  # a critic that is not uniform (zero-initialised, its loss ignores the target)
+        for p in ac.critic.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    value_dist = type(ac.value(feat))
+    log_prob = value_dist.log_prob
+
+    def replay(rew: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        targets: list[torch.Tensor] = []
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(value_dist, "log_prob", lambda self, x: (targets.append(x), log_prob(self, x))[1])
+            loss, mean_ret = ac.replay_value_loss(feat, rew, term, last, boot, GAMMA)
+        return loss, mean_ret, targets[0]
+
+    loss, mean_ret, ret = replay(rewards)
+    assert ret.shape == (b, t - 1)
+    for i in range(b):
+        want = _replay_returns_by_hand(rewards[i].tolist(), boot[i].tolist(), term[i].tolist(), last[i].tolist(),
+                                       GAMMA, ac.cfg.lam)
+        torch.testing.assert_close(ret[i], torch.tensor(want))
+    torch.testing.assert_close(ret[0, 1], rewards[0, 2] + GAMMA * boot[0, 2])  # full bootstrap at the end
+    torch.testing.assert_close(ret[1, 2], rewards[1, 3])  # no bootstrap past a termination
+    torch.testing.assert_close(mean_ret, ret.mean())
+    # the next episode's rewards move its own returns and the loss, never the returns before the episode end
+    rewards2 = rewards.clone()
+    rewards2[0, 3:] += 100.0
+    loss2, _, ret2 = replay(rewards2)
+    torch.testing.assert_close(ret2[0, :2], ret[0, :2])
+    assert (ret2[0, 2:] > ret[0, 2:] + 50).all() and not torch.allclose(loss2, loss)
+    with torch.no_grad():
+        dist = ac.value(feat[:, :-1])
+        per_state = -dist.log_prob(ret) - ac.cfg.slow_critic_reg * dist.log_prob(
+            ac.value(feat[:, :-1], slow=True).mean)
+    weight = 1.0 - last[:, :-1]
+    torch.testing.assert_close(loss, (weight * per_state).sum() / weight.sum())
+
+
+def test_critic_replay_scale_adds_the_replay_loss_to_the_critic_only() -> None:
+    """``critic_replay_scale > 0`` adds ``scale * replay_value_loss`` to the critic loss (the actor loss and the
+    world model are untouched) and needs the replayed rewards; a full update runs with it."""
+    policy, post, is_terminal = _policy("v3", spaces.Box(-1, 1, (1,), np.float32))
+    ac, wm = policy.behavior, policy.world_model
+    retnorm = copy.deepcopy(ac.retnorm.state_dict())
+    batch = synthetic_batch("vector", 2, 6)
+
+    def run(scale: float) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        ac.cfg.critic_replay_scale = scale
+        ac.retnorm.load_state_dict(retnorm)
+        torch.manual_seed(SEED)
+        a, c, m = ac.losses(wm, post, is_terminal, HORIZON, GAMMA, batch.rewards, batch.is_last)
+        return a.detach(), c.detach(), m
+
+    actor0, critic0, metrics0 = run(0.0)
+    assert "replay_value_loss" not in metrics0
+    actor1, critic1, metrics1 = run(0.3)
+    torch.testing.assert_close(actor1, actor0)
+    torch.testing.assert_close(critic1, critic0 + 0.3 * metrics1["replay_value_loss"])
+    assert metrics1["replay_value_loss"] > 0
+    with pytest.raises(ValueError, match="replayed rewards"):
+        ac.losses(wm, post, is_terminal, HORIZON, GAMMA)
+
+    before = [p.detach().clone() for p in ac.critic.parameters()]
+    metrics = policy.train_step(batch, HORIZON, GAMMA)
+    assert "replay_value_loss" in metrics
+    assert any(not torch.equal(p, q) for p, q in zip(before, ac.critic.parameters(), strict=True))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from sb3_worldmodels.common.nets import MLP, ChannelNorm, ConvDecoder, ConvEncoder, get_act
+from sb3_worldmodels.common.nets import MLP, AlignedLinear, ChannelNorm, ConvDecoder, ConvEncoder, get_act
 
 
 def test_get_act():
@@ -31,7 +31,26 @@ def test_mlp_shapes_and_norm(norm):
     assert linears[-1].bias is not None
     if norm:  # Linear -> LayerNorm -> act ordering
         kinds = [type(m) for m in mlp]
-        assert kinds == [nn.Linear, nn.LayerNorm, nn.ELU, nn.Linear, nn.LayerNorm, nn.ELU, nn.Linear]
+        assert kinds == [nn.Linear, nn.LayerNorm, nn.ELU, nn.Linear, nn.LayerNorm, nn.ELU, AlignedLinear]
+
+
+@pytest.mark.parametrize("out", [255, 256, 3, 70])
+def test_aligned_linear_is_a_linear(out):
+    """Same parameters, state_dict, outputs and gradients as ``nn.Linear`` (255: the padded product)."""
+    torch.manual_seed(0)
+    plain = nn.Linear(64, out)
+    aligned = AlignedLinear(64, out)
+    assert aligned.state_dict().keys() == plain.state_dict().keys()
+    aligned.load_state_dict(plain.state_dict())  # an nn.Linear checkpoint loads as is
+    x = torch.randn(3, 50, 64, requires_grad=True)
+    y_plain, y_aligned = plain(x), aligned(x)
+    assert y_aligned.shape == (3, 50, out)
+    torch.testing.assert_close(y_aligned, y_plain)
+    g = torch.randn_like(y_plain)
+    grads = [torch.autograd.grad(y, [x, *m.parameters()], g) for y, m in ((y_plain, plain), (y_aligned, aligned))]
+    for a, b in zip(*grads, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(b, a)
 
 
 def test_mlp_no_output_layer():

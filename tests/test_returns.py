@@ -105,6 +105,24 @@ def test_termination_cuts_bootstrap():
     torch.testing.assert_close(out[:, :2], torch.tensor([[1.9, 1.0]]))
 
 
+def test_per_state_lambda_tensor():
+    """A tensor ``lam`` equal everywhere gives the float's returns; ``lam[:, k] = 0`` makes R_{k-1} bootstrap fully
+    from v_k, so nothing after state k reaches the returns before it (an episode end in a replayed window)."""
+    g = torch.Generator().manual_seed(3)
+    r, v = torch.randn(2, 8, generator=g), torch.randn(2, 8, generator=g)
+    d = torch.full((2, 8), 0.99)
+    torch.testing.assert_close(lambda_returns(r, v, d, torch.full((2, 8), 0.9)), lambda_returns(r, v, d, 0.9))
+    lam = torch.full((2, 8), 0.9)
+    lam[:, 4] = 0.0
+    out = lambda_returns(r, v, d, lam)
+    torch.testing.assert_close(out[:, 3], r[:, 4] + 0.99 * v[:, 4])
+    r2, v2 = r.clone(), v.clone()
+    r2[:, 5:], v2[:, 5:] = 1e3, -1e3
+    torch.testing.assert_close(lambda_returns(r2, v2, d, lam)[:, :4], out[:, :4])
+    with pytest.raises(ValueError, match="same"):
+        lambda_returns(r, v, d, torch.full((2, 7), 0.9))
+
+
 def test_gradients_flow_to_inputs():
     r = torch.randn(2, 4, requires_grad=True)
     v = torch.randn(2, 4, requires_grad=True)

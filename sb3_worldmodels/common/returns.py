@@ -8,27 +8,31 @@ from torch import Tensor, nn
 __all__ = ["lambda_returns", "ReturnNormalizer"]
 
 
-def lambda_returns(rewards: Tensor, values: Tensor, discounts: Tensor, lam: float) -> Tensor:
+def lambda_returns(rewards: Tensor, values: Tensor, discounts: Tensor, lam: float | Tensor) -> Tensor:
     """TD(lambda) returns along the time axis 1.
 
-    Index t is a state of an imagined trajectory with ``H + 1`` states. ``rewards[:, t]`` is the reward
+    Index t is a state of a trajectory with ``H + 1`` states. ``rewards[:, t]`` is the reward
     received on arriving in state t, ``discounts[:, t]`` is ``gamma * continue_t`` and ``values[:, t]``
     the critic's value of state t. Returns, for t = 0..H-1::
 
-        R_t = r_{t+1} + d_{t+1} * ((1 - lam) * v_{t+1} + lam * R_{t+1}),   R_H = v_H
+        R_t = r_{t+1} + d_{t+1} * ((1 - lam_{t+1}) * v_{t+1} + lam_{t+1} * R_{t+1}),   R_H = v_H
 
+    :param lam: a float, or a tensor of the same (N, H + 1) shape for a per-state lambda (0 where the
+        return must bootstrap fully from ``values``, e.g. the last state of an episode in a replayed window).
     :return: (N, H) returns for states 0..H-1.
     """
-    if not (rewards.shape == values.shape == discounts.shape):
+    lam_shape_ok = not isinstance(lam, Tensor) or lam.shape == rewards.shape
+    if not (rewards.shape == values.shape == discounts.shape) or not lam_shape_ok:
         raise ValueError(
             f"rewards {tuple(rewards.shape)}, values {tuple(values.shape)} and discounts "
-            f"{tuple(discounts.shape)} must have the same (N, H + 1) shape."
+            f"{tuple(discounts.shape)} (and a tensor lam) must have the same (N, H + 1) shape."
         )
     horizon = rewards.shape[1] - 1
     ret = values[:, -1]
     out = []
     for t in reversed(range(horizon)):
-        ret = rewards[:, t + 1] + discounts[:, t + 1] * ((1 - lam) * values[:, t + 1] + lam * ret)
+        lam_t = lam[:, t + 1] if isinstance(lam, Tensor) else lam
+        ret = rewards[:, t + 1] + discounts[:, t + 1] * ((1 - lam_t) * values[:, t + 1] + lam_t * ret)
         out.append(ret)
     return torch.stack(out[::-1], 1)
 

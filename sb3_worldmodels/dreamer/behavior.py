@@ -118,13 +118,16 @@ class ActorCritic(nn.Module):
         return (self.cfg.actor_grad_disc if self.discrete else self.cfg.actor_grad_cont) == "backprop"
 
     def losses(
-        self, wm: WorldModel, start: State, is_terminal: Tensor, horizon: int, gamma: float
+        self, wm: WorldModel, start: State, is_terminal: Tensor, horizon: int, gamma: float,
+        rewards: Tensor | None = None, is_last: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, dict[str, Any]]:
         """Actor and critic losses from imagined rollouts starting at every posterior state.
 
         :param wm: the world model (its parameters receive no gradient here).
         :param start: posterior states (B, T, ...).
         :param is_terminal: (B, T) terminal flags of the start states (their continue is taken from data).
+        :param rewards: (B, T) replayed rewards and ``is_last`` (B, T) episode-end flags of the same windows:
+            needed when ``critic_replay_scale > 0`` (see :meth:`replay_value_loss`), unused otherwise.
         :return: actor loss, critic loss, metrics. The two losses share one graph: back-propagate each into its
             own network's parameters only, ``actor_loss.backward(inputs=actor_params, retain_graph=True)`` then
             ``critic_loss.backward(inputs=critic_params)`` (the actor loss also depends on the critic, the critic
@@ -178,8 +181,18 @@ class ActorCritic(nn.Module):
             slow_target = slow_value[:, :-1].detach()
             critic_loss = critic_loss - cfg.slow_critic_reg * critic_dist.log_prob(slow_target)
         critic_loss = (weight[:, :-1] * critic_loss).mean()
+        metrics: dict[str, Any] = {}
+        if cfg.critic_replay_scale > 0:
+            if rewards is None or is_last is None:
+                raise ValueError("critic_replay_scale > 0 needs the replayed rewards and is_last in losses().")
+            boot = ret[:, 0].detach().reshape(rewards.shape)
+            replay_loss, metrics["replay_return"] = self.replay_value_loss(
+                wm.rssm.feat(start).detach(), rewards, is_terminal, is_last, boot, gamma
+            )
+            metrics["replay_value_loss"] = replay_loss.detach()
+            critic_loss = critic_loss + cfg.critic_replay_scale * replay_loss
 
-        metrics = {
+        metrics.update({
             "actor_loss": actor_loss.detach(),
             "critic_loss": critic_loss.detach(),
             "imag_return": ret.detach().mean(),
@@ -187,8 +200,37 @@ class ActorCritic(nn.Module):
             "value": base.detach().mean(),
             "actor_entropy": entropy.detach().mean(),
             "return_scale": scale.detach(),
-        }
+        })
         return actor_loss, critic_loss, metrics
+
+    def replay_value_loss(
+        self, feat: Tensor, rewards: Tensor, is_terminal: Tensor, is_last: Tensor, boot: Tensor, gamma: float
+    ) -> tuple[Tensor, Tensor]:
+        """DreamerV3's replay value loss: the critic on the replayed posterior features, towards lambda-returns
+        over the replayed rewards that bootstrap from the imagined lambda-return of each replayed state.
+
+        Along a window of T replayed states, ``R_t = r_{t+1} + gamma (1 - term_{t+1}) ((1 - lam) boot_{t+1}
+        + lam R_{t+1})``, ``R_{T-1} = boot_{T-1}``, and the return bootstraps fully from ``boot`` at the last
+        state of an episode (``lam`` is 0 there), so it never runs across an episode boundary. The last state
+        of an episode is not a training state (the next row is another episode's first). Real rewards carry the
+        value over the window's 64 steps per update, where imagination carries it over its 15; the slow-critic
+        regulariser applies as in imagination.
+
+        :param feat: (B, T, F) posterior features, detached.
+        :param boot: (B, T) imagined lambda-return from each state (``R_0`` of its rollout), detached.
+        :return: the loss (mean over the training states) and the mean replay return, detached.
+        """
+        cfg = self.cfg
+        rewards, is_terminal, is_last = rewards.to(feat.dtype), is_terminal.to(feat.dtype), is_last.to(feat.dtype)
+        ret = lambda_returns(rewards, boot, gamma * (1.0 - is_terminal), cfg.lam * (1.0 - is_last))  # (B, T-1)
+        dist = self.value(feat[:, :-1])
+        loss = -dist.log_prob(ret.detach())
+        if cfg.slow_critic_reg > 0:
+            with torch.no_grad():
+                slow_target = self.value(feat[:, :-1], slow=True).mean
+            loss = loss - cfg.slow_critic_reg * dist.log_prob(slow_target)
+        weight = 1.0 - is_last[:, :-1]
+        return (weight * loss).sum() / weight.sum().clamp(min=1.0), ret.detach().mean()
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:

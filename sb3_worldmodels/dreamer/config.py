@@ -66,6 +66,9 @@ class DreamerConfig:
     slow_critic_fraction: float = 0.02
     slow_critic_every: int = 1
     slow_critic_reg: float = 1.0
+    # DreamerV3's replay value loss (0.3 in its 2023 reference code, absent from the first paper): the critic also
+    # regresses lambda-returns over replayed rewards, bootstrapped from imagined returns (0 turns it off)
+    critic_replay_scale: float = 0.0
     actor_grad_cont: str = "backprop"
     # dynamics backprop maximises return - value of each step (V3) or the lambda-return itself (V2's reference)
     backprop_baseline: bool = True

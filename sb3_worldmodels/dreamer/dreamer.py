@@ -16,6 +16,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_worldmodels.common.algorithm import AtomicSaveMixin
+from sb3_worldmodels.common.allocator import tune_cpu_allocator
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
 from sb3_worldmodels.common.video import log_video, openloop_frames
 from sb3_worldmodels.dreamer.policies import (
@@ -136,6 +137,7 @@ class Dreamer(AtomicSaveMixin, OffPolicyAlgorithm):
 
     # ------------------------------------------------------------------------------------------ setup
     def _setup_model(self) -> None:
+        tune_cpu_allocator(self.device)  # large update temporaries reuse heap memory on CPU
         self.policy_kwargs = {"version": self.version, **self.policy_kwargs}
         if self.harmony:
             self.policy_kwargs.setdefault("harmony", True)

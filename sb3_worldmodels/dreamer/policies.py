@@ -201,7 +201,7 @@ class DreamerPolicy(BasePolicy):
         post = {k: v.detach() for k, v in post.items()}
         with self._autocast():
             actor_loss, critic_loss, ac_metrics = self.behavior.losses(
-                self.world_model, post, batch.is_terminal, horizon, gamma
+                self.world_model, post, batch.is_terminal, horizon, gamma, batch.rewards, batch.is_last
             )
         metrics.update(ac_metrics)
         # the losses share one graph (one critic forward): each goes into its own network's parameters only

@@ -17,6 +17,7 @@ from stable_baselines3.common.utils import LinearSchedule, polyak_update
 from torch import Tensor
 
 from sb3_worldmodels.common.algorithm import AtomicSaveMixin
+from sb3_worldmodels.common.allocator import tune_cpu_allocator
 from sb3_worldmodels.common.augment import random_shift
 from sb3_worldmodels.drqv2.buffers import NStepFrameStackReplayBuffer, Samples
 from sb3_worldmodels.drqv2.policies import (
@@ -188,6 +189,7 @@ class DrQv2(AtomicSaveMixin, OffPolicyAlgorithm):
 
     # ------------------------------------------------------------------------------------------ setup
     def _setup_model(self) -> None:
+        tune_cpu_allocator(self.device)  # large update temporaries reuse heap memory on CPU
         if not isinstance(self.action_space, spaces.Box):
             raise ValueError(
                 f"DrQv2 needs continuous (Box) actions, got {self.action_space!r}. For discrete actions use "
