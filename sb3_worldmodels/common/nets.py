@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["get_act", "AlignedLinear", "MLP", "ChannelNorm", "ConvEncoder", "ConvDecoder", "check_image_size", "image_size_error"]
+__all__ = ["get_act", "AlignedLinear", "MLP", "ChannelNorm", "ConvEncoder", "ConvDecoder", "check_image_size",
+           "image_size_error"]
 
 
 def get_act(name: str) -> type[nn.Module]:

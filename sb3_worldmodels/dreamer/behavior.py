@@ -186,8 +186,9 @@ class ActorCritic(nn.Module):
             if rewards is None or is_last is None:
                 raise ValueError("critic_replay_scale > 0 needs the replayed rewards and is_last in losses().")
             boot = ret[:, 0].detach().reshape(rewards.shape)
+            start_feat = feat[:, 0].detach().reshape(*rewards.shape, -1)  # the imagination's first state is the start
             replay_loss, metrics["replay_return"] = self.replay_value_loss(
-                wm.rssm.feat(start).detach(), rewards, is_terminal, is_last, boot, gamma
+                start_feat, rewards, is_terminal, is_last, boot, gamma
             )
             metrics["replay_value_loss"] = replay_loss.detach()
             critic_loss = critic_loss + cfg.critic_replay_scale * replay_loss
