@@ -83,7 +83,7 @@ def diagnose(run_dir: Path, env_id: str, env_kwargs: dict[str, Any], critic_upda
                   f"on the replayed states {fit[-1]['posterior_value']:.2f}", flush=True)
         if step == critic_updates:
             break
-        loss = (-value_dist.log_prob(target) - policy.cfg.slow_critic_reg * value_dist.log_prob(slow)).mean()
+        loss = ac.value_loss(value_dist, target, slow).mean()
         if replay_scale > 0:  # DreamerV3's replay value loss, bootstrapped from each state's imagined return
             boot = target[:, 0].reshape(batch.rewards.shape)
             loss = loss + replay_scale * ac.replay_value_loss(feat, batch.rewards, batch.is_terminal,

@@ -111,6 +111,27 @@ def test_slow_target_with_regulariser_runs_the_slow_critic_once() -> None:
     assert regularised > plain
 
 
+def test_value_loss_is_the_target_nll_plus_the_regulariser_and_detaches_its_targets() -> None:
+    """``value_loss`` is ``-log p(target) - reg * log p(slow)`` per state, and only the distribution gets a gradient."""
+    policy, post, _ = _policy("v3", spaces.Box(-1, 1, (1,), np.float32))
+    ac = policy.behavior
+    feat = policy.world_model.rssm.feat(post)
+    target = torch.randn(feat.shape[:-1], requires_grad=True)
+    slow = torch.randn(feat.shape[:-1], requires_grad=True)
+    dist = ac.value(feat)
+    ac.cfg.slow_critic_reg = 0.5
+    loss = ac.value_loss(dist, target, slow)
+    assert loss.shape == target.shape
+    torch.testing.assert_close(loss, -dist.log_prob(target) - 0.5 * dist.log_prob(slow))
+    torch.testing.assert_close(ac.value_loss(dist, target), -dist.log_prob(target))
+    ac.cfg.slow_critic_reg = 0.0
+    torch.testing.assert_close(ac.value_loss(dist, target, slow), -dist.log_prob(target))
+    ac.cfg.slow_critic_reg = 0.5
+    ac.value_loss(dist, target, slow).sum().backward()
+    assert target.grad is None and slow.grad is None
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in ac.critic.parameters())
+
+
 def _replay_returns_by_hand(r: list[float], boot: list[float], term: list[float], last: list[float],
                             gamma: float, lam: float) -> list[float]:
     """DreamerV3's replay lambda-return written as a plain loop over one window (its reference formulation):

@@ -172,14 +172,11 @@ class ActorCritic(nn.Module):
         actor_loss = -(weight[:, :-1] * (objective + cfg.actor_entropy * entropy)).mean()
 
         # critic
-        critic_dist = self._value_from(critic_out[:, :-1])
-        critic_loss = -critic_dist.log_prob(ret.detach())
-        if cfg.slow_critic_reg > 0:
-            if slow_value is None:  # else the slow critic already ran for the returns: reuse its values
-                with torch.no_grad():
-                    slow_value = self.value(feat, slow=True).mean
-            slow_target = slow_value[:, :-1].detach()
-            critic_loss = critic_loss - cfg.slow_critic_reg * critic_dist.log_prob(slow_target)
+        if cfg.slow_critic_reg > 0 and slow_value is None:  # else the slow critic already ran for the returns
+            with torch.no_grad():
+                slow_value = self.value(feat, slow=True).mean
+        slow_target = None if slow_value is None else slow_value[:, :-1]
+        critic_loss = self.value_loss(self._value_from(critic_out[:, :-1]), ret, slow_target)
         critic_loss = (weight[:, :-1] * critic_loss).mean()
         metrics: dict[str, Any] = {}
         if cfg.critic_replay_scale > 0:
@@ -224,14 +221,27 @@ class ActorCritic(nn.Module):
         cfg = self.cfg
         rewards, is_terminal, is_last = rewards.to(feat.dtype), is_terminal.to(feat.dtype), is_last.to(feat.dtype)
         ret = lambda_returns(rewards, boot, gamma * (1.0 - is_terminal), cfg.lam * (1.0 - is_last))  # (B, T-1)
-        dist = self.value(feat[:, :-1])
-        loss = -dist.log_prob(ret.detach())
+        slow_target = None
         if cfg.slow_critic_reg > 0:
             with torch.no_grad():
                 slow_target = self.value(feat[:, :-1], slow=True).mean
-            loss = loss - cfg.slow_critic_reg * dist.log_prob(slow_target)
+        loss = self.value_loss(self.value(feat[:, :-1]), ret, slow_target)
         weight = 1.0 - is_last[:, :-1]
         return (weight * loss).sum() / weight.sum().clamp(min=1.0), ret.detach().mean()
+
+    def value_loss(self, dist: TwoHotDist | MSEDist, target: Tensor, slow_target: Tensor | None = None) -> Tensor:
+        """Per-state critic loss: ``-log p(target) - slow_critic_reg * log p(slow_target)``.
+
+        :param dist: the critic's value distribution on the training states.
+        :param target: the return the critic regresses (detached here).
+        :param slow_target: the slow critic's value on the same states (detached here); ``None`` or a
+            ``slow_critic_reg`` of 0 leaves the regulariser out.
+        :return: the unreduced loss, shaped as ``target``.
+        """
+        loss = -dist.log_prob(target.detach())
+        if slow_target is not None and self.cfg.slow_critic_reg > 0:
+            loss = loss - self.cfg.slow_critic_reg * dist.log_prob(slow_target.detach())
+        return loss
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:
