@@ -12,7 +12,9 @@ synthetic batch (world model + actor + critic; ``--obs vector|pixels``, ``--pres
 ``drqv2_speed.py`` (batch 256; ``--obs`` is the image side, 64 or 84). The two sides take turns, alternating who
 goes first each round, so that load from other processes falls on both alike. Each side also reports the sum of
 each parameter tensor after three seeded updates, and the largest relative difference between the sides says
-whether the change kept the numbers (0: identical; ~1e-6: summation order). Writes
+whether the change kept the numbers (0: identical; ~1e-6: summation order). Both sides apply
+:func:`~sb3_worldmodels.common.allocator.tune_cpu_allocator` first, as the agents do on a CPU (where the revision
+has it; ``--plain-allocator`` leaves malloc's settings alone). Writes
 benchmarks/results/<out>.json (default ``ab_<preset>_<obs>``, or ``ab_drqv2_<obs>``).
 """
 
@@ -40,6 +42,12 @@ import numpy as np, torch
 algo, preset, obs, threads, precision, version = (sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), sys.argv[7],
                                                   sys.argv[8])
 torch.set_num_threads(threads)
+if sys.argv[9] == "tuned":  # as DreamerV3 and DrQv2 do on a CPU (a base revision from before it has none)
+    try:
+        from sb3_worldmodels.common.allocator import tune_cpu_allocator
+        tune_cpu_allocator("cpu")
+    except ImportError:
+        pass
 torch.manual_seed(0)
 if algo == "dreamer":
     from gymnasium import spaces
@@ -77,7 +85,7 @@ def start(package_root: Path, args: argparse.Namespace) -> subprocess.Popen:
     """One side's worker process, importing ``sb3_worldmodels`` from ``package_root``."""
     return subprocess.Popen(
         [sys.executable, "-c", WORKER, str(package_root), str(ROOT / "benchmarks"), args.algo, args.preset, args.obs,
-         str(args.threads), args.precision, args.version],
+         str(args.threads), args.precision, args.version, "plain" if args.plain_allocator else "tuned"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
 
@@ -104,6 +112,8 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=20, help="timed updates per side")
+    parser.add_argument("--plain-allocator", action="store_true",
+                        help="leave glibc's malloc settings alone (the agents tune them on a CPU: tune_cpu_allocator)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", args.base], check=True, capture_output=True,
@@ -131,6 +141,7 @@ def main() -> None:
     result = {
         "base": args.base, "base_commit": commit, "algo": args.algo, "preset": args.preset, "obs": args.obs,
         "precision": args.precision, "threads": args.threads, "rounds": args.rounds,
+        "allocator": "plain" if args.plain_allocator else "tuned",
         "seconds_per_update_median": median, "seconds_per_update_min": {k: min(v) for k, v in times.items()},
         "tree_over_base_median": median["tree"] / median["base"], "all_seconds": times,
         "max_relative_parameter_difference": max(

@@ -389,3 +389,33 @@ def test_bernoulli_dist():
     torch.testing.assert_close(d.log_prob(value), ref.log_prob(value))
     torch.testing.assert_close(d.mean, torch.sigmoid(logits))
     torch.testing.assert_close(d.mode, (torch.sigmoid(logits) > 0.5).float())
+
+
+def test_twohot_padded_logits_match_the_plain_bins():
+    """Logits padded with ``-inf`` columns (``AlignedLinear(pad_logits=True)``) give the values and gradients of the
+    ``K`` logits alone, also above the range (the padded classes are never picked as a bin)."""
+    logits = torch.randn(4, 6, 255, dtype=torch.float64, requires_grad=True)
+    padded = F.pad(logits, (0, 1), value=-math.inf)
+    target = symexp(torch.empty(4, 6, dtype=torch.float64).uniform_(-25.0, 25.0))
+    plain, wide = TwoHotDist(logits), TwoHotDist(padded, bins=255)
+    torch.testing.assert_close(wide.mean, plain.mean)
+    torch.testing.assert_close(wide.log_prob(target), plain.log_prob(target))
+    (g_plain,) = torch.autograd.grad(plain.log_prob(target).sum() + plain.mean.sum(), logits)
+    (g_wide,) = torch.autograd.grad(wide.log_prob(target).sum() + wide.mean.sum(), logits)
+    assert torch.isfinite(g_wide).all()
+    torch.testing.assert_close(g_wide, g_plain)
+
+
+def test_twohot_log_softmax_is_shared_by_log_prob_calls():
+    logits = torch.randn(3, 255)
+    d = TwoHotDist(logits)
+    a, b = d.log_prob(torch.tensor([1.0, 2.0, 3.0])), d.log_prob(torch.tensor([-1.0, 0.0, 50.0]))
+    assert d.log_probs is d.__dict__["log_probs"]  # computed once and cached
+    torch.testing.assert_close(a, TwoHotDist(logits).log_prob(torch.tensor([1.0, 2.0, 3.0])))
+    torch.testing.assert_close(b, TwoHotDist(logits).log_prob(torch.tensor([-1.0, 0.0, 50.0])))
+
+
+@pytest.mark.parametrize("bins", [1, 300])
+def test_twohot_bins_outside_the_logits_width_is_an_error(bins):
+    with pytest.raises(ValueError, match="bins"):
+        TwoHotDist(torch.zeros(256), bins=bins)

@@ -53,6 +53,32 @@ def test_aligned_linear_is_a_linear(out):
         torch.testing.assert_close(b, a)
 
 
+@pytest.mark.parametrize("out", [255, 256, 3, 70])
+def test_aligned_linear_pad_logits_adds_minus_inf_columns(out):
+    """``pad_logits``: the ``nn.Linear`` values, then ``-inf`` up to :attr:`width`; the gradients are unchanged."""
+    torch.manual_seed(0)
+    plain = nn.Linear(64, out)
+    padded = AlignedLinear(64, out, pad_logits=True)
+    padded.load_state_dict(plain.state_dict())
+    expected = -out % 16 if out >= 64 else 0
+    assert padded.width == out + expected
+    x = torch.randn(2, 9, 64, requires_grad=True)
+    y = padded(x)
+    assert y.shape == (2, 9, padded.width)
+    torch.testing.assert_close(y[..., :out], plain(x))
+    assert torch.isneginf(y[..., out:]).all()
+    g = torch.randn(2, 9, out)  # through a log-softmax, the way TwoHotDist reads the logits
+    got = torch.autograd.grad(torch.log_softmax(y, -1)[..., :out], [x, *padded.parameters()], g)
+    want = torch.autograd.grad(torch.log_softmax(plain(x), -1), [x, *plain.parameters()], g)
+    for a, b in zip(want, got, strict=True):
+        assert torch.isfinite(b).all()
+        torch.testing.assert_close(b, a)
+    with pytest.raises(ValueError, match="bias=True"):
+        AlignedLinear(64, 255, bias=False, pad_logits=True)
+    mlp = MLP(5, out, layers=1, units=64, pad_logits=True)
+    assert mlp.out_dim == padded.width and mlp(torch.randn(3, 5)).shape == (3, padded.width)
+
+
 def test_mlp_no_output_layer():
     mlp = MLP(7, None, layers=3, units=11)
     assert mlp.out_dim == 11

@@ -56,24 +56,39 @@ def unimix_logits(logits: Tensor, unimix: float) -> Tensor:
 class TwoHotDist:
     """Categorical over fixed bins, read out in symexp space, trained with two-hot targets (DreamerV3).
 
-    :param logits: (..., K) logits over ``K`` bins spaced evenly in symlog space in ``[low, high]``.
+    :param logits: (..., K) logits over ``K`` bins spaced evenly in symlog space in ``[low, high]``, or wider
+        (..., W > K) logits whose last ``W - K`` entries are ``-inf``, as an
+        :class:`~sb3_worldmodels.common.nets.AlignedLinear` with ``pad_logits`` returns them: classes of probability
+        zero that leave every value and gradient as with the K logits alone.
     :param low: lowest bin in symlog space (default -20).
     :param high: highest bin in symlog space (default 20).
+    :param bins: the number of bins ``K`` (default: the width of ``logits``).
     """
 
-    def __init__(self, logits: Tensor, low: float = -20.0, high: float = 20.0) -> None:
+    def __init__(self, logits: Tensor, low: float = -20.0, high: float = 20.0, bins: int | None = None) -> None:
         self.logits = logits = at_least_fp32(logits)  # under bf16 autocast too: the bins need the precision
-        self.bins = torch.linspace(low, high, logits.shape[-1], device=logits.device, dtype=logits.dtype)
+        width = logits.shape[-1]
+        k = width if bins is None else bins
+        if not 2 <= k <= width:
+            raise ValueError(f"TwoHotDist needs 2 <= bins <= the logits' width {width}, got bins={k}.")
+        self.bins = torch.linspace(low, high, k, device=logits.device, dtype=logits.dtype)
+        # the padded classes have probability 0: any finite value there leaves the mean unchanged
+        self._readout = F.pad(self.bins, (0, width - k)) if width > k else self.bins
 
     @functools.cached_property
     def probs(self) -> Tensor:
         """Bin probabilities (..., K), computed when first read (``log_prob`` does not need them)."""
         return torch.softmax(self.logits, -1)
 
+    @functools.cached_property
+    def log_probs(self) -> Tensor:
+        """Log-softmax of the logits, computed once for every :meth:`log_prob` call on this distribution."""
+        return torch.log_softmax(self.logits, -1)
+
     @property
     def mean(self) -> Tensor:
         """Expected value in the original (symexp) space, shape (...)."""
-        return symexp(self.probs @ self.bins)
+        return symexp(self.probs @ self._readout)
 
     @property
     def mode(self) -> Tensor:
@@ -83,8 +98,10 @@ class TwoHotDist:
     def log_prob(self, target: Tensor) -> Tensor:
         """Log-likelihood of ``target`` (shape (...)) under two-hot encoding of ``symlog(target)``.
 
-        The two-hot vector has two non-zero entries, so the likelihood is read with two ``gather`` calls on the
-        log-softmax instead of a dense (..., K) product: the same value and gradient, without one-hot tensors.
+        The two-hot vector has two non-zero entries, so the likelihood is read with one two-index ``gather`` on the
+        log-softmax instead of a dense (..., K) product: the same value and gradient, without one-hot tensors. The
+        log-softmax is shared by every call on this distribution (a critic's return target and its slow-critic
+        regulariser read the same logits).
         """
         target = symlog(target.detach()).to(self.bins.dtype)
         k = self.bins.shape[0]
@@ -94,11 +111,9 @@ class TwoHotDist:
         equal = below == above
         dist_lo = torch.where(equal, torch.ones_like(target), torch.abs(self.bins[below] - target))
         dist_hi = torch.where(equal, torch.ones_like(target), torch.abs(self.bins[above] - target))
-        total = dist_lo + dist_hi
-        log_pred = torch.log_softmax(self.logits, -1)
-        lo = log_pred.gather(-1, below[..., None])[..., 0]
-        hi = log_pred.gather(-1, above[..., None])[..., 0]
-        return lo * (dist_hi / total) + hi * (dist_lo / total)
+        weights = torch.stack([dist_hi, dist_lo], -1) / (dist_lo + dist_hi)[..., None]
+        picked = self.log_probs.gather(-1, torch.stack([below, above], -1))
+        return (picked * weights).sum(-1)
 
 
 class MSEDist:

@@ -10,6 +10,7 @@ Two architectures are covered by one set of classes:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -42,18 +43,33 @@ class AlignedLinear(nn.Linear):
     for wide, oddly sized outputs such as DreamerV3's 255-bin two-hot heads: on an AVX2 CPU with MKL a
     (16384 x 64) @ (64 x 255) product took 46 ms against 14 ms at 256 columns, and GPU kernels favour aligned
     widths too. Widths under ``MIN_WIDTH`` or already aligned run as a plain ``nn.Linear``.
+
+    :param pad_logits: for logits read only through a softmax
+        (:class:`~sb3_worldmodels.common.distributions.TwoHotDist` with its ``bins``): return the aligned width, the
+        extra columns set to ``-inf`` (classes of probability exactly zero), instead of slicing. That skips the slice's copy before the softmax and its
+        zero-filled gradient in the backward pass. :attr:`width` is the width returned.
     """
 
     ALIGN = 16
     MIN_WIDTH = 64
 
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, pad_logits: bool = False,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+        super().__init__(in_features, out_features, bias, device, dtype)
+        self.pad = 0 if out_features < self.MIN_WIDTH else -out_features % self.ALIGN
+        if pad_logits and not bias:
+            raise ValueError("AlignedLinear(pad_logits=True) needs bias=True: the extra logits are -inf biases.")
+        self.pad_logits = pad_logits
+        self.width = out_features + self.pad if pad_logits else out_features
+
     def forward(self, x: Tensor) -> Tensor:
-        """(..., in_features) -> (..., out_features), the same values as ``nn.Linear``."""
-        pad = -self.out_features % self.ALIGN
-        if pad == 0 or self.out_features < self.MIN_WIDTH:
+        """(..., in_features) -> (..., width): the values of ``nn.Linear``, then ``-inf`` under ``pad_logits``."""
+        if self.pad == 0:
             return super().forward(x)
-        bias = None if self.bias is None else F.pad(self.bias, (0, pad))
-        return F.linear(x, F.pad(self.weight, (0, 0, 0, pad)), bias)[..., : self.out_features]
+        fill = -math.inf if self.pad_logits else 0.0
+        bias = None if self.bias is None else F.pad(self.bias, (0, self.pad), value=fill)
+        out = F.linear(x, F.pad(self.weight, (0, 0, 0, self.pad)), bias)
+        return out if self.pad_logits else out[..., : self.out_features]
 
 
 class MLP(nn.Sequential):
@@ -66,6 +82,8 @@ class MLP(nn.Sequential):
     :param act: activation name.
     :param norm: whether to put LayerNorm before each activation.
     :param zero_out: initialise the output layer to zero (DreamerV3 reward and critic heads).
+    :param pad_logits: the output layer's ``pad_logits`` (see :class:`AlignedLinear`): for two-hot heads, whose
+        outputs may then be wider than ``out_dim``; :attr:`out_dim` is the width returned.
     """
 
     def __init__(
@@ -77,6 +95,7 @@ class MLP(nn.Sequential):
         act: str = "silu",
         norm: bool = True,
         zero_out: bool = False,
+        pad_logits: bool = False,
     ) -> None:
         mods: list[nn.Module] = []
         dim = in_dim
@@ -87,12 +106,12 @@ class MLP(nn.Sequential):
             mods.append(get_act(act)())
             dim = units
         if out_dim is not None:
-            out = AlignedLinear(dim, out_dim)
+            out = AlignedLinear(dim, out_dim, pad_logits=pad_logits)
             if zero_out:
                 nn.init.zeros_(out.weight)
                 nn.init.zeros_(out.bias)
             mods.append(out)
-            dim = out_dim
+            dim = out.width
         super().__init__(*mods)
         self.out_dim = dim
 

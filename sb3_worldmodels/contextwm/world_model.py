@@ -176,7 +176,8 @@ class StackedWorldModel(WorldModel, VideoModules):
         )
         reward_out = cfg.bins if cfg.reward_head == "twohot" else 1
         self.rep_reward = (
-            MLP(feat, reward_out, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, zero_out=cfg.reward_head == "twohot")
+            MLP(feat, reward_out, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, zero_out=cfg.reward_head == "twohot",
+                pad_logits=cfg.reward_head == "twohot")
             if cfg.context and cfg.rep_reward_scale > 0 else None
         )
         return feat

@@ -64,7 +64,7 @@ class ActorCritic(nn.Module):
         self.actor = MLP(feat_dim, out, cfg.actor_layers, cfg.units, cfg.act, cfg.norm)
         critic_out = cfg.bins if cfg.critic_head == "twohot" else 1
         self.critic = MLP(feat_dim, critic_out, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm,
-                          zero_out=cfg.critic_head == "twohot")
+                          zero_out=cfg.critic_head == "twohot", pad_logits=cfg.critic_head == "twohot")
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.retnorm = ReturnNormalizer()
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
@@ -87,7 +87,7 @@ class ActorCritic(nn.Module):
 
     def _value_from(self, out: Tensor) -> TwoHotDist | MSEDist:
         """Value distribution from a critic's raw output."""
-        return TwoHotDist(out) if self.cfg.critic_head == "twohot" else MSEDist(out[..., 0], coef=0.5)
+        return TwoHotDist(out, bins=self.cfg.bins) if self.cfg.critic_head == "twohot" else MSEDist(out[..., 0], coef=0.5)
 
     def value(self, feat: Tensor, slow: bool = False) -> TwoHotDist | MSEDist:
         """Critic (or slow critic) value distribution."""

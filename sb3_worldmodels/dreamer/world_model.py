@@ -139,7 +139,8 @@ class WorldModel(nn.Module):
         self.action_width = max(self.action_dim, cfg.action_pad)
         feat = self._build_networks()
         reward_out = cfg.bins if cfg.reward_head == "twohot" else 1
-        self.reward = MLP(feat, reward_out, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, zero_out=cfg.reward_head == "twohot")
+        twohot = cfg.reward_head == "twohot"
+        self.reward = MLP(feat, reward_out, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, zero_out=twohot, pad_logits=twohot)
         self.cont = MLP(feat, 1, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm)
         self.harmonizer = Harmonizer(["obs", "reward", "dyn"]) if cfg.harmony else None
 
@@ -207,7 +208,7 @@ class WorldModel(nn.Module):
 
     def _reward_from(self, out: Tensor) -> TwoHotDist | MSEDist:
         """Reward distribution from a reward head's raw output."""
-        return TwoHotDist(out) if self.cfg.reward_head == "twohot" else MSEDist(out[..., 0], coef=0.5)
+        return TwoHotDist(out, bins=self.cfg.bins) if self.cfg.reward_head == "twohot" else MSEDist(out[..., 0], coef=0.5)
 
     def cont_dist(self, feat: Tensor) -> BernoulliDist:
         """Predicted continuation (1 - terminal) distribution."""
