@@ -157,3 +157,19 @@ def test_transfer_openloop_measure_in_curve(tmp_path: Path, monkeypatch: pytest.
     write_curves([{"algo": "A", "step": 1, "eval_return": 1.0}, *curve], "mixed", "t")
     header = (tmp_path / "mixed.csv").read_text().splitlines()[0].split(",")
     assert "heldout_frame_mse" in header and (tmp_path / "mixed.png").exists()
+
+
+def test_eval_checkpoint_replays_a_saved_run(tmp_path: Path) -> None:
+    """``eval_checkpoint.py`` loads a run folder's model.zip with the class its name gives and plays the episodes."""
+    from eval_checkpoint import algo_of, evaluate
+
+    run_dir = tmp_path / "DreamerHarmony_s3"
+    run_dir.mkdir()
+    assert algo_of(run_dir) == "DreamerHarmony"
+    with pytest.raises(ValueError, match="--algo"):
+        algo_of(tmp_path / "unnamed")
+    make("DreamerV3").save(run_dir / "model.zip")
+    result = evaluate(run_dir, "DreamerV3", "Pendulum-v1", {}, 2, 0)
+    assert result["episodes"] == 2 and len(result["returns"]) == 2 and result["lengths"] == [200, 200]
+    assert result["mean"] == pytest.approx(sum(result["returns"]) / 2)
+    assert result["num_timesteps"] == 0
