@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from sb3_worldmodels.common.nets import MLP, AlignedLinear, ChannelNorm, ConvDecoder, ConvEncoder, get_act
+from sb3_worldmodels.common.nets import MLP, AlignedLinear, ChannelNorm, ConvDecoder, ConvEncoder, ScalarHead, get_act
 
 
 def test_get_act():
@@ -203,3 +203,20 @@ def test_encoder_decoder_gradients_flow():
     for p in [*enc.parameters(), *dec.parameters()]:
         assert p.grad is not None and torch.isfinite(p.grad).all()
     assert enc.net[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("twohot", [True, False])
+def test_scalar_head_reads_its_output_with_its_bins(twohot):
+    """A two-hot ScalarHead returns padded logits and reads them over its bins; a Gaussian one a single output."""
+    from sb3_worldmodels.common.distributions import MSEDist, TwoHotDist
+
+    head = ScalarHead(6, layers=1, units=16, twohot=twohot, bins=255)
+    out = head(torch.randn(4, 6))
+    dist = head.dist(out)
+    if twohot:
+        assert out.shape == (4, 256) and torch.isneginf(out[:, 255]).all()
+        assert isinstance(dist, TwoHotDist) and dist.bins.shape == (255,)
+        assert torch.all(out[:, :255] == 0)  # zero-initialised output layer: a zero mean
+        torch.testing.assert_close(dist.mean, torch.zeros(4), atol=1e-5, rtol=0)
+    else:
+        assert out.shape == (4, 1) and isinstance(dist, MSEDist) and dist.mode.shape == (4,)

@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["get_act", "AlignedLinear", "MLP", "ChannelNorm", "ConvEncoder", "ConvDecoder", "check_image_size",
-           "image_size_error"]
+from sb3_worldmodels.common.distributions import MSEDist, TwoHotDist
+
+__all__ = ["get_act", "AlignedLinear", "MLP", "ScalarHead", "ChannelNorm", "ConvEncoder", "ConvDecoder",
+           "check_image_size", "image_size_error"]
 
 
 def get_act(name: str) -> type[nn.Module]:
@@ -46,8 +48,9 @@ class AlignedLinear(nn.Linear):
 
     :param pad_logits: for logits read only through a softmax
         (:class:`~sb3_worldmodels.common.distributions.TwoHotDist` with its ``bins``): return the aligned width, the
-        extra columns set to ``-inf`` (classes of probability exactly zero), instead of slicing. That skips the slice's copy before the softmax and its
-        zero-filled gradient in the backward pass. :attr:`width` is the width returned.
+        extra columns set to ``-inf`` (classes of probability exactly zero), instead of slicing. That skips the
+        slice's copy before the softmax and its zero-filled gradient in the backward pass. :attr:`width` is the
+        width returned.
     """
 
     ALIGN = 16
@@ -120,6 +123,31 @@ class MLP(nn.Sequential):
         (a Linear on a non-contiguous 3-d slice would otherwise run as a much slower batched matmul)."""
         lead = x.shape[:-1]
         return super().forward(x.reshape(-1, x.shape[-1])).reshape(*lead, self.out_dim)
+
+
+class ScalarHead(MLP):
+    """An :class:`MLP` predicting one scalar per input, read as a distribution: two-hot over ``bins`` (DreamerV3
+    reward and critic heads: zero-initialised output, logits padded with :class:`AlignedLinear`'s ``pad_logits``) or
+    a unit Gaussian on a single output (DreamerV2). The output layer and the distribution are chosen together here,
+    so a padded two-hot output is always read with its number of bins.
+
+    :param in_dim: input features.
+    :param layers: number of hidden layers.
+    :param units: hidden width.
+    :param act: activation name.
+    :param norm: whether to put LayerNorm before each activation.
+    :param twohot: two-hot over ``bins`` (else a unit Gaussian, ``MSEDist`` with ``coef=0.5``).
+    :param bins: number of two-hot bins.
+    """
+
+    def __init__(self, in_dim: int, layers: int, units: int, act: str = "silu", norm: bool = True,
+                 twohot: bool = True, bins: int = 255) -> None:
+        super().__init__(in_dim, bins if twohot else 1, layers, units, act, norm, zero_out=twohot, pad_logits=twohot)
+        self.twohot, self.bins = twohot, bins
+
+    def dist(self, out: Tensor) -> TwoHotDist | MSEDist:
+        """The distribution of this head's raw output ``out`` (of this head or a copy of it, e.g. a slow critic)."""
+        return TwoHotDist(out, bins=self.bins) if self.twohot else MSEDist(out[..., 0], coef=0.5)
 
 
 class ChannelNorm(nn.LayerNorm):

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from sb3_worldmodels.common.augment import random_shift
 from sb3_worldmodels.common.distributions import MSEDist, TwoHotDist
-from sb3_worldmodels.common.nets import MLP
+from sb3_worldmodels.common.nets import ScalarHead
 from sb3_worldmodels.common.resnet import ResNetDecoder, ResNetEncoder
 from sb3_worldmodels.common.rssm import RSSM, State
 from sb3_worldmodels.contextwm.bonus import VideoIntrinsicBonus
@@ -174,10 +174,8 @@ class StackedWorldModel(WorldModel, VideoModules):
                                 cfg.intrinsic_k)
             if cfg.intrinsic_scale > 0 else None
         )
-        reward_out = cfg.bins if cfg.reward_head == "twohot" else 1
         self.rep_reward = (
-            MLP(feat, reward_out, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, zero_out=cfg.reward_head == "twohot",
-                pad_logits=cfg.reward_head == "twohot")
+            ScalarHead(feat, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, cfg.reward_head == "twohot", cfg.bins)
             if cfg.context and cfg.rep_reward_scale > 0 else None
         )
         return feat
@@ -201,7 +199,7 @@ class StackedWorldModel(WorldModel, VideoModules):
     def rep_reward_dist(self, feat: Tensor) -> TwoHotDist | MSEDist:
         """Representative reward head (task reward only), ContextWM's second head."""
         assert self.rep_reward is not None
-        return self._reward_from(self.rep_reward(feat))
+        return self.rep_reward.dist(self.rep_reward(feat))
 
     # ---------------------------------------------------------------------------------------- loss
     def loss(

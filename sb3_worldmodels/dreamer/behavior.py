@@ -18,7 +18,7 @@ from sb3_worldmodels.common.distributions import (
     TruncNormalDist,
     TwoHotDist,
 )
-from sb3_worldmodels.common.nets import MLP
+from sb3_worldmodels.common.nets import MLP, ScalarHead
 from sb3_worldmodels.common.returns import ReturnNormalizer, lambda_returns
 from sb3_worldmodels.common.rssm import State
 from sb3_worldmodels.dreamer.config import DreamerConfig
@@ -62,9 +62,8 @@ class ActorCritic(nn.Module):
         self.action_dim = int(action_space.n) if self.discrete else int(action_space.shape[0])
         out = self.action_dim if self.discrete else 2 * self.action_dim
         self.actor = MLP(feat_dim, out, cfg.actor_layers, cfg.units, cfg.act, cfg.norm)
-        critic_out = cfg.bins if cfg.critic_head == "twohot" else 1
-        self.critic = MLP(feat_dim, critic_out, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm,
-                          zero_out=cfg.critic_head == "twohot", pad_logits=cfg.critic_head == "twohot")
+        self.critic = ScalarHead(feat_dim, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, cfg.critic_head == "twohot",
+                                 cfg.bins)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.retnorm = ReturnNormalizer()
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
@@ -87,7 +86,7 @@ class ActorCritic(nn.Module):
 
     def _value_from(self, out: Tensor) -> TwoHotDist | MSEDist:
         """Value distribution from a critic's raw output."""
-        return TwoHotDist(out, bins=self.cfg.bins) if self.cfg.critic_head == "twohot" else MSEDist(out[..., 0], coef=0.5)
+        return self.critic.dist(out)
 
     def value(self, feat: Tensor, slow: bool = False) -> TwoHotDist | MSEDist:
         """Critic (or slow critic) value distribution."""

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from sb3_worldmodels.common.distributions import BernoulliDist, MSEDist, TwoHotDist, symlog
 from sb3_worldmodels.common.harmony import Harmonizer
-from sb3_worldmodels.common.nets import MLP, ConvDecoder, ConvEncoder
+from sb3_worldmodels.common.nets import MLP, ConvDecoder, ConvEncoder, ScalarHead
 from sb3_worldmodels.common.rssm import RSSM, State
 from sb3_worldmodels.dreamer.config import DreamerConfig
 
@@ -138,9 +138,7 @@ class WorldModel(nn.Module):
         )
         self.action_width = max(self.action_dim, cfg.action_pad)
         feat = self._build_networks()
-        reward_out = cfg.bins if cfg.reward_head == "twohot" else 1
-        twohot = cfg.reward_head == "twohot"
-        self.reward = MLP(feat, reward_out, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, zero_out=twohot, pad_logits=twohot)
+        self.reward = ScalarHead(feat, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, cfg.reward_head == "twohot", cfg.bins)
         self.cont = MLP(feat, 1, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm)
         self.harmonizer = Harmonizer(["obs", "reward", "dyn"]) if cfg.harmony else None
 
@@ -208,7 +206,7 @@ class WorldModel(nn.Module):
 
     def _reward_from(self, out: Tensor) -> TwoHotDist | MSEDist:
         """Reward distribution from a reward head's raw output."""
-        return TwoHotDist(out, bins=self.cfg.bins) if self.cfg.reward_head == "twohot" else MSEDist(out[..., 0], coef=0.5)
+        return self.reward.dist(out)
 
     def cont_dist(self, feat: Tensor) -> BernoulliDist:
         """Predicted continuation (1 - terminal) distribution."""
