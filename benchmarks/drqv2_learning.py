@@ -7,6 +7,7 @@
     python benchmarks/drqv2_learning.py --algos DrQv2 --seeds 0 1 2 3 4 --jobs 5 --device cuda --shadows --tag shadows
     python benchmarks/drqv2_learning.py --steps 600 --eval-every 300 --eval-episodes 1 --learning-starts 200 \
         --batch-size 16 --tag smoke                                     # plumbing check, a few minutes
+    python benchmarks/drqv2_learning.py --obs state --threads 2   # the same agents from the state vector (CPU)
 
 Both agents see 3 stacked RGB frames of the ``sb3wm/dmc-*`` envs (64x64, action repeat 2: one env step = 2
 frames). DrQv2 runs the spec's settings (batch 256, n-step 3, lr 1e-4, tau 0.01, an update every 2 steps, 2000
@@ -16,6 +17,11 @@ SB3's defaults for ``CnnPolicy`` on ``VecFrameStack(3)`` frames, with the same 2
 replay buffer as large as the budget (SB3's buffer stores obs and next_obs: about 3.7 GB for 50k steps); on a
 CPU its 50k updates at batch 256 take about a second each, and ``--sac-train-freq 2`` gives it DrQv2's update
 schedule (one update every 2 env steps) at half the time.
+
+``--obs state`` runs both agents on DMC's state vector instead (DrQv2's ``MlpPolicy``: its actor and twin
+critics on the vector, no encoder and no frame stack; SAC's ``MlpPolicy``), a check of the RL part of DrQv2
+(n-step returns, twin critics, noise schedule, target critics) that runs on a CPU in about an hour; its
+results carry the suffix ``_state``.
 
 Every (algorithm, seed) runs in its own process; the deterministic policy is evaluated every ``--eval-every``
 env steps on ``--eval-episodes`` episodes, and the run is checkpointed after each evaluation under
@@ -70,7 +76,9 @@ def make_model(task: str, algo: str, seed: int, args: dict[str, Any]) -> tuple[A
 
     spec = TASKS[task]
     steps = args["steps"] or spec["steps"]
-    env_kwargs = {**spec.get("env_kwargs", {}), **({"shadows": True} if args.get("shadows") else {})}
+    state = args.get("obs", "pixels") == "state"
+    env_kwargs = {**spec.get("env_kwargs", {}), **({"shadows": True} if args.get("shadows") else {}),
+                  **({"obs_type": "state", "render_mode": None} if state else {})}
 
     def make() -> Any:
         return gym.make(spec["env"], **env_kwargs)
@@ -84,13 +92,15 @@ def make_model(task: str, algo: str, seed: int, args: dict[str, Any]) -> tuple[A
             model: Any = MBPO("CnnPolicy", make(), world_model=world_model(args["world_model"]), **common,
                               **json.loads(args["mbpo_kwargs"]))
         else:
-            model = DrQv2("CnnPolicy", make(), **common)
+            model = DrQv2("MlpPolicy" if state else "CnnPolicy", make(), **common)
         return model, Monitor(make())  # DrQv2 and MBPO stack frames themselves (in predict's state)
 
     def stacked(env_fn: Any) -> Any:
+        if state:
+            return DummyVecEnv([env_fn])
         return VecTransposeImage(VecFrameStack(DummyVecEnv([env_fn]), 3))
 
-    model = SAC("CnnPolicy", stacked(make), seed=seed, device=args["device"],
+    model = SAC("MlpPolicy" if state else "CnnPolicy", stacked(make), seed=seed, device=args["device"],
                 buffer_size=max(steps, 1), learning_starts=min(args["learning_starts"], steps),
                 batch_size=args["batch_size"], train_freq=args["sac_train_freq"])
     return model, stacked(lambda: Monitor(make()))
@@ -107,6 +117,11 @@ def world_model(name: str) -> Any:
     return None if name == "spec" else name
 
 
+def _obs_suffix(args: dict[str, Any]) -> str:
+    """``"_state"`` for runs from the state vector, ``""`` from pixels (the names of earlier pixel runs)."""
+    return "_state" if args.get("obs", "pixels") == "state" else ""
+
+
 def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[str, Any]]:
     """Train one (algo, seed), or resume it from its last checkpoint, and return its evaluation curve."""
     import torch
@@ -116,11 +131,11 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
     model, eval_env = make_model(task, algo, seed, args)
     settings = {k: args[k] for k in ("steps", "eval_every", "eval_episodes", "learning_starts", "batch_size",
                                      "precision", "sac_train_freq", "world_model", "mbpo_kwargs")}
-    settings.update(set_options(args, {"shadows": False}))
+    settings.update(set_options(args, {"shadows": False, "obs": "pixels"}))
     steps, every = args["steps"] or spec["steps"], args["eval_every"] or spec["eval_every"]
     _, curve = learn_resumable(model, eval_env, steps, every, args["eval_episodes"],
                                {"task": task, "algo": algo, "seed": seed}, FRAMES_PER_STEP,
-                               run_dir=run_dir(f"drqv2_learning_{task}", args["tag"], algo, seed),
+                               run_dir=run_dir(f"drqv2_learning_{task}{_obs_suffix(args)}", args["tag"], algo, seed),
                                settings=settings, restart=args["restart"])
     return curve
 
@@ -154,6 +169,9 @@ def main() -> None:
     parser.add_argument("--shadows", action="store_true",
                         help="render with the simulator's shadows and multisampling, as the papers did (about 4.5x "
                              "slower frames on a CPU renderer; off by default, as in the sb3wm ids)")
+    parser.add_argument("--obs", choices=["pixels", "state"], default="pixels",
+                        help="what both agents observe: 64x64 frames (CnnPolicy, 3 stacked) or the state vector "
+                             "(MlpPolicy)")
     parser.add_argument("--tag", default="")
     parser.add_argument("--restart", action="store_true", help="discard the runs' checkpoints and start over")
     args = parser.parse_args()
@@ -163,9 +181,10 @@ def main() -> None:
     with mp.get_context("spawn").Pool(min(args.jobs, len(jobs))) as pool:
         curves = pool.starmap(run_one, jobs)
     rows = [row for curve in curves for row in curve]
-    name = f"drqv2_learning_{args.task}{'_' + args.tag if args.tag else ''}"
+    name = f"drqv2_learning_{args.task}{_obs_suffix(settings)}{'_' + args.tag if args.tag else ''}"
     spec = TASKS[args.task]
-    write_curves(rows, name, f"{spec['env']} from 64x64 pixels (x2 = frames)")
+    seen = "state" if args.obs == "state" else "64x64 pixels"
+    write_curves(rows, name, f"{spec['env']} from {seen} (x2 = frames)")
     final = {}
     for algo in args.algos:
         mine = [r for r in rows if r["algo"] == algo]
@@ -173,8 +192,9 @@ def main() -> None:
         vals = [r["eval_return"] for r in mine if r["step"] == last]
         final[algo] = {"step": last, "frames": last * FRAMES_PER_STEP, "mean": float(np.mean(vals)),
                        "per_seed": vals, "wall_seconds": max(r["wall_seconds"] for r in mine)}
-    summary = {"task": args.task, "env": spec["env"], "paper_drqv2_at_100k_frames": spec["paper"],
-               "target": spec["target"], "settings": settings, "final": final,
+    pixels = args.obs == "pixels"  # the paper's figures and the target are for pixels
+    summary = {"task": args.task, "env": spec["env"], "paper_drqv2_at_100k_frames": spec["paper"] if pixels else None,
+               "target": spec["target"] if pixels else None, "settings": settings, "final": final,
                "wall_seconds": round(time.time() - start, 1)}
     (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))

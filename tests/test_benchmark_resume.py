@@ -173,3 +173,26 @@ def test_eval_checkpoint_replays_a_saved_run(tmp_path: Path) -> None:
     assert result["episodes"] == 2 and len(result["returns"]) == 2 and result["lengths"] == [200, 200]
     assert result["mean"] == pytest.approx(sum(result["returns"]) / 2)
     assert result["num_timesteps"] == 0
+
+
+@pytest.mark.parametrize("obs", ["state", "pixels"])
+def test_drqv2_learning_builds_both_agents_on_what_they_observe(obs: str) -> None:
+    import drqv2_learning
+    from stable_baselines3.common.vec_env import VecEnv
+
+    from sb3_worldmodels.drqv2.policies import CnnPolicy, MlpPolicy
+
+    args = dict(steps=100, learning_starts=10, batch_size=4, precision="fp32", device="cpu", sac_train_freq=1,
+                world_model="tiny", mbpo_kwargs="{}", obs=obs)
+    drq, drq_eval = drqv2_learning.make_model("cartpole_swingup", "DrQv2", 0, args)
+    sac, sac_eval = drqv2_learning.make_model("cartpole_swingup", "SAC", 0, args)
+    if obs == "state":
+        assert isinstance(drq.policy, MlpPolicy) and drq.observation_space.shape == (5,)
+        assert sac.observation_space.shape == (5,) and drq_eval.observation_space.shape == (5,)
+    else:
+        assert isinstance(drq.policy, CnnPolicy) and drq.observation_space.shape == (3, 64, 64)
+        assert sac.observation_space.shape == (9, 64, 64)  # 3 stacked frames, channels first
+    assert isinstance(sac_eval, VecEnv)
+    drq.learn(20)  # the agent runs on what it was built for
+    suffix = drqv2_learning._obs_suffix(args)
+    assert suffix == ("_state" if obs == "state" else "")
