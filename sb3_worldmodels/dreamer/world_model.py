@@ -138,7 +138,8 @@ class WorldModel(nn.Module):
         )
         self.action_width = max(self.action_dim, cfg.action_pad)
         feat = self._build_networks()
-        self.reward = ScalarHead(feat, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, cfg.reward_head == "twohot", cfg.bins)
+        self.reward = ScalarHead(feat, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, cfg.reward_head == "twohot",
+                                 cfg.bins)
         self.cont = MLP(feat, 1, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm)
         self.harmonizer = Harmonizer(["obs", "reward", "dyn"]) if cfg.harmony else None
 
@@ -202,11 +203,7 @@ class WorldModel(nn.Module):
     # ---------------------------------------------------------------------------------------- heads
     def reward_dist(self, feat: Tensor) -> TwoHotDist | MSEDist:
         """Predicted reward distribution (two-hot in V3, unit Gaussian in V2)."""
-        return self._reward_from(self.reward(feat))
-
-    def _reward_from(self, out: Tensor) -> TwoHotDist | MSEDist:
-        """Reward distribution from a reward head's raw output."""
-        return self.reward.dist(out)
+        return self.reward.dist(self.reward(feat))
 
     def cont_dist(self, feat: Tensor) -> BernoulliDist:
         """Predicted continuation (1 - terminal) distribution."""
