@@ -76,7 +76,7 @@ def make_model(task: str, algo: str, seed: int, args: dict[str, Any]) -> tuple[A
 
     spec = TASKS[task]
     steps = args["steps"] or spec["steps"]
-    state = args.get("obs", "pixels") == "state"
+    state = _from_state(args)
     env_kwargs = {**spec.get("env_kwargs", {}), **({"shadows": True} if args.get("shadows") else {}),
                   **({"obs_type": "state", "render_mode": None} if state else {})}
 
@@ -117,9 +117,14 @@ def world_model(name: str) -> Any:
     return None if name == "spec" else name
 
 
+def _from_state(args: dict[str, Any]) -> bool:
+    """Whether the agents observe the state vector (``--obs state``) rather than pixels."""
+    return args.get("obs", "pixels") == "state"
+
+
 def _obs_suffix(args: dict[str, Any]) -> str:
     """``"_state"`` for runs from the state vector, ``""`` from pixels (the names of earlier pixel runs)."""
-    return "_state" if args.get("obs", "pixels") == "state" else ""
+    return "_state" if _from_state(args) else ""
 
 
 def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -183,7 +188,8 @@ def main() -> None:
     rows = [row for curve in curves for row in curve]
     name = f"drqv2_learning_{args.task}{_obs_suffix(settings)}{'_' + args.tag if args.tag else ''}"
     spec = TASKS[args.task]
-    seen = "state" if args.obs == "state" else "64x64 pixels"
+    state = _from_state(settings)
+    seen = "state" if state else "64x64 pixels"
     write_curves(rows, name, f"{spec['env']} from {seen} (x2 = frames)")
     final = {}
     for algo in args.algos:
@@ -192,9 +198,9 @@ def main() -> None:
         vals = [r["eval_return"] for r in mine if r["step"] == last]
         final[algo] = {"step": last, "frames": last * FRAMES_PER_STEP, "mean": float(np.mean(vals)),
                        "per_seed": vals, "wall_seconds": max(r["wall_seconds"] for r in mine)}
-    pixels = args.obs == "pixels"  # the paper's figures and the target are for pixels
-    summary = {"task": args.task, "env": spec["env"], "paper_drqv2_at_100k_frames": spec["paper"] if pixels else None,
-               "target": spec["target"] if pixels else None, "settings": settings, "final": final,
+    # the paper's figures and the target are for pixels
+    summary = {"task": args.task, "env": spec["env"], "paper_drqv2_at_100k_frames": None if state else spec["paper"],
+               "target": None if state else spec["target"], "settings": settings, "final": final,
                "wall_seconds": round(time.time() - start, 1)}
     (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
