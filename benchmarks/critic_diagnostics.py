@@ -46,7 +46,7 @@ def diagnose(run_dir: Path, env_id: str, env_kwargs: dict[str, Any], critic_upda
     out: dict[str, Any] = {"run_dir": str(run_dir), "num_timesteps": int(model.num_timesteps), "gamma": gamma}
     with torch.no_grad():
         _, post, metrics = wm.loss(batch.observations, batch.prev_actions, batch.rewards, batch.is_first,
-                                   batch.is_terminal)
+                                   batch.is_terminal, gamma)
         out["world_model"] = {k: round(float(v), 4) for k, v in metrics.items()}
         feat = wm.rssm.feat(post)
         reward = wm.reward_dist(feat).mean

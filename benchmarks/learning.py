@@ -1,4 +1,5 @@
-"""Learning curves: DreamerV3 and DreamerHarmony against SB3's SAC at the same env-step budget.
+"""Learning curves: DreamerV3, DreamerHarmony (and DreamerV2, any algorithm of the package) against SB3's SAC at the
+same env-step budget.
 
     python benchmarks/learning.py --task pendulum        # Pendulum-v1, 20k steps (target: DreamerV3 >= -200)
     python benchmarks/learning.py --task cartpole_state  # DMC cartpole-swingup from state, 100k frames (target >= 513)
@@ -49,6 +50,8 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
     torch.set_num_threads(args.get("threads", 1))
     spec = TASKS[task]
     env = gym.make(spec["env"], **spec["env_kwargs"])
+    if args.get("reward_scale", 1.0) != 1.0:  # the agent learns from scaled rewards; evaluation reports the env's own
+        env = gym.wrappers.TransformReward(env, lambda r, scale=args["reward_scale"]: scale * r)
     eval_env = Monitor(gym.make(spec["env"], **spec["env_kwargs"]))
     eval_env.reset(seed=10_000 + seed)  # EvalCallback does not seed it: later resets continue this stream
     if algo == "SAC":
@@ -62,7 +65,7 @@ def run_one(task: str, algo: str, seed: int, args: dict[str, Any]) -> list[dict[
     run = {"task": task, "algo": algo, "seed": seed}
     settings = {k: args[k] for k in ("steps", "eval_every", "eval_episodes", "model_size", "train_ratio",
                                      "batch_size", "sequence_length", "learning_starts")}
-    settings.update(set_options(args, {"precision": "fp32", "policy_kwargs": "{}"}))
+    settings.update(set_options(args, {"precision": "fp32", "policy_kwargs": "{}", "reward_scale": 1.0}))
     steps, every = args["steps"] or spec["steps"], args["eval_every"] or spec["eval_every"]
     _, curve = learn_resumable(model, eval_env, steps, every, args["eval_episodes"], run, spec["frames_per_step"],
                                run_dir=run_dir(f"learning_{task}", args["tag"], algo, seed),
@@ -242,6 +245,8 @@ def main() -> None:
                         help='JSON of other Dreamer config fields, e.g. \'{"units": 256, "mlp_layers": 2}\'')
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per run (a resource, not a setting: a run may resume with another)")
+    parser.add_argument("--reward-scale", type=float, default=1.0,
+                        help="multiply the training env's rewards (evaluation returns stay in the env's units)")
     parser.add_argument("--tag", default="")
     parser.add_argument("--restart", action="store_true", help="discard the runs' checkpoints and start over")
     args = parser.parse_args()

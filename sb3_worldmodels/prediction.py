@@ -142,7 +142,8 @@ def predict_clip(
 ) -> dict[str, Any]:
     """Continue a clip with a pre-trained video world model (a ContextWM / APV or an iVideoGPT checkpoint).
 
-    :param checkpoint: a directory written by ``sb3wm pretrain`` (or ``IVideoGPT.save_pretrained``).
+    :param checkpoint: a directory written by ``sb3wm pretrain`` (or ``IVideoGPT.save_pretrained``), or an official
+        ContextWM / APV pre-training checkpoint (its logdir or ``variables.pt``).
     :param clip: an ``.npz`` episode or a video file; frames are centre-cropped and resized to the model's size.
     :param context: observed frames (an iVideoGPT model sees the last of them, as many as it was built for).
     :param horizon: predicted frames (fewer when the clip is shorter). An action-conditioned iVideoGPT takes the
@@ -150,6 +151,7 @@ def predict_clip(
     :return: a record with the video path and the PSNR / SSIM of each predicted frame.
     """
     from sb3_worldmodels.contextwm.checkpoint import CONFIG_FILE, load_video_model
+    from sb3_worldmodels.contextwm.official import is_official_checkpoint
     from sb3_worldmodels.ivideogpt import IVideoGPT
 
     path = Path(checkpoint)
@@ -157,11 +159,12 @@ def predict_clip(
     if (path / "tokenizer" / CONFIG_FILE).is_file():
         model: Any = IVideoGPT.from_pretrained(path)
         size = model.tokenizer_config.image_size
-    elif (path / CONFIG_FILE).is_file():
+    elif (path / CONFIG_FILE).is_file() or is_official_checkpoint(path):
         model = load_video_model(path)
         size = int(model.image_shape[-1])
     else:
-        raise FileNotFoundError(f"{path} is not a checkpoint of sb3wm pretrain (contextwm, apv or ivideogpt).")
+        raise FileNotFoundError(f"{path} is not a checkpoint of sb3wm pretrain (contextwm, apv or ivideogpt) nor an "
+                                "official ContextWM / APV pre-training logdir (variables.pt, *_variables.pt).")
     frames, actions = read_clip(clip, size)
     if len(frames) < context + 1:
         raise ValueError(f"The clip has {len(frames)} frames; give a context shorter than that.")

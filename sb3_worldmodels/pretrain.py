@@ -226,6 +226,7 @@ def build_video_model(kind: str, image_shape: tuple[int, int, int], model_size: 
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
     if "context" in config_overrides and bool(config_overrides["context"]) != (kind == "contextwm"):
         raise ValueError(f"context={config_overrides['context']} contradicts kind={kind!r}; the kind decides it.")
+    config_overrides.setdefault("preset", "pretrain")  # apv_pretraining.yaml: free nats 0
     cfg = make_contextwm_config("v2", model_size, **{**config_overrides, "context": kind == "contextwm"})
     return VideoWorldModel(image_shape, cfg)
 

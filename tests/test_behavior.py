@@ -25,7 +25,7 @@ def _policy(version: str, action_space: spaces.Space) -> tuple[DreamerPolicy, di
     if isinstance(action_space, spaces.Discrete):  # buffer actions of a Discrete space are indices
         actions = (actions > 0).float()
     _, post, _ = policy.world_model.loss(batch.observations, actions, batch.rewards, batch.is_first,
-                                         batch.is_terminal)
+                                         batch.is_terminal, GAMMA)
     return policy, {k: v.detach() for k, v in post.items()}, batch.is_terminal
 
 

@@ -56,6 +56,25 @@ def test_residual_layer_skip_path():
     assert isinstance(layer.identity, nn.Sequential) and isinstance(ResidualLayer(8, 8).identity, nn.Identity)
     out, weights = layer(torch.randn(2, 8, 5, 5))
     assert out.shape == (2, 16, 5, 5) and weights is None and (out >= 0).all()
+    # the official layout: [conv, BN, ReLU, conv, BN], and [conv, ReLU, conv] without norm (wmlib/nets/modules.py)
+    assert [type(m) for m in layer.res_block] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Conv2d, nn.BatchNorm2d]
+    assert [type(m) for m in ResidualLayer(8, 16, "none").res_block] == [nn.Conv2d, nn.ReLU, nn.Conv2d]
+    assert all(m.bias is None for m in layer.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_official_initialisation():
+    """Xavier-uniform weights and zero biases where the official code builds the layer through ``Module.get`` (stem,
+    decoder linear and output conv); PyTorch's defaults in the residual layers; zero positional embeddings."""
+    torch.manual_seed(0)
+    enc, dec = ResNetEncoder(), ResNetDecoder(2048, cross_attention_scales=(8, 16))
+    for layer in (enc.stem[0], dec.linear, dec.out):
+        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.9 * bound
+        assert torch.count_nonzero(layer.bias) == 0
+    conv = enc.stages[1][0].res_block[0]  # PyTorch's default: kaiming_uniform(a=sqrt(5)), bound 1 / sqrt(fan_in)
+    bound = 1 / nn.init._calculate_fan_in_and_fan_out(conv.weight)[0] ** 0.5
+    assert bound * 0.9 < conv.weight.abs().max() <= bound
 
 
 # ------------------------------------------------------------------------------------------------ decoder
@@ -74,6 +93,9 @@ def test_cross_attention_decoder_layout_and_errors():
     attn = [[layer.cross_attention for layer in stage] for stage in dec.stages]
     # only the first layer of the stacks at 8x8 and 16x16 attends
     assert attn[2] == [None, None] and attn[0][1] is None and attn[1][1] is None
+    # with more layers, every even-indexed one (the official has_addin: x % 2 == 0)
+    deep = ResNetDecoder(50, depths=SMALL, cross_attention_scales=(8,), blocks=3)
+    assert [layer.cross_attention is not None for layer in deep.stages[0]] == [True, False, True]
     assert attn[0][0].attn.embed_dim == 192 and attn[1][0].attn.embed_dim == 96
     assert attn[0][0].attn.num_heads == 4 and attn[0][0].attn.dropout == 0.1 and attn[0][0].kv_mask_ratio == 0.75
     with pytest.raises(ValueError, match="pass context"):
@@ -94,15 +116,21 @@ def test_context_reaches_decoder_output_and_broadcasts():
     feat = torch.randn(2, 3, 20)
     frames = images(2)
     ctx_a, ctx_b = ctx_enc(frames), ctx_enc(frames.flip(-1))
-    out_a = dec(feat, ctx_a)
+    out_a = dec(feat, ctx_a, kv_mask=False)
     assert out_a.shape == (2, 3, 3, 64, 64)
-    torch.testing.assert_close(dec(feat, ctx_a), out_a)  # deterministic in eval mode
-    assert (dec(feat, ctx_b) - out_a).abs().max() > 1e-4  # a different context changes the image
+    torch.testing.assert_close(dec(feat, ctx_a, kv_mask=False), out_a)  # deterministic in eval mode without mask
+    assert (dec(feat, ctx_b, kv_mask=False) - out_a).abs().max() > 1e-4  # a different context changes the image
     # one context per sequence == the same context given for every step
     per_step = {s: m[:, None].expand(2, 3, *m.shape[1:]) for s, m in ctx_a.items()}
-    torch.testing.assert_close(dec(feat, per_step), out_a)
-    image, maps = dec.forward_with_attention(feat, ctx_a)
+    torch.testing.assert_close(dec(feat, per_step, kv_mask=False), out_a)
+    image, maps = dec.forward_with_attention(feat, ctx_a, kv_mask=False)
     torch.testing.assert_close(image, out_a)
+    # with the (official, default) random key/value mask: the same mask draws give the same image
+    torch.manual_seed(4)
+    masked = dec(feat, ctx_a)
+    torch.manual_seed(4)
+    torch.testing.assert_close(dec(feat, per_step), masked)
+    assert (masked - out_a).abs().max() > 1e-6
     assert {s: tuple(m.shape) for s, m in maps.items()} == {8: (2, 3, 4, 64, 64), 16: (2, 3, 4, 256, 256)}
 
 
@@ -164,10 +192,14 @@ def test_cross_attention_masking_train_and_eval():
     torch.manual_seed(3)
     y2 = block(x, other)
     torch.testing.assert_close(y1, y2)
-    # eval mode: every token kept (also with the default dropout), rows sum to 1
+    # eval mode: still 75 % dropped, as the official random_mask on every call
+    block.eval()
+    _, w = block(x, ctx, return_attention=True)
+    assert ((w == 0).sum(-1) == 64 - 16).all()
+    # kv_mask=False keeps every token (also with the default dropout in eval mode), rows sum to 1
     for blk in (block, CrossAttentionBlock(16, 8)):
         blk.eval()
-        _, w = blk(x, ctx, return_attention=True)
+        _, w = blk(x, ctx, return_attention=True, kv_mask=False)
         assert (w > 0).all()
         torch.testing.assert_close(w.sum(-1), torch.ones(4, 4, 64))
 

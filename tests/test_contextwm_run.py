@@ -20,7 +20,8 @@ from tests.dummy_envs import DotEnv
 from tests.test_save_load import _assert_equal, _state_dicts
 
 TINY: dict[str, Any] = dict(
-    learning_starts=32, batch_size=2, sequence_length=8, train_ratio=16, buffer_size=2_000, seed=0,
+    learning_starts=32, batch_size=2, sequence_length=8, train_ratio=16, buffer_size=2_000, pretrain_updates=0,
+    seed=0,
     policy_kwargs=dict(model_size="tiny", warmup_updates=3),
 )
 CARTPOLE = "sb3wm/dmc-cartpole-swingup-v0"
@@ -90,7 +91,8 @@ def test_context_never_reaches_the_rssm() -> None:
     assert all(p.grad is None for p in wm.context_encoder.parameters())
     # ... while the full loss trains the context encoder through the decoder
     wm.zero_grad(set_to_none=True)
-    loss, _, _ = wm.loss(batch.observations, batch.prev_actions, batch.rewards, batch.is_first, batch.is_terminal)
+    loss, _, _ = wm.loss(batch.observations, batch.prev_actions, batch.rewards, batch.is_first, batch.is_terminal,
+                         model.gamma)
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in wm.context_encoder.parameters())
 
@@ -116,7 +118,8 @@ def test_intrinsic_reward_enters_the_reward_target() -> None:
     model.learn(40)
     wm = model.policy.world_model
     batch = model.replay_buffer.sample_sequences(2, 8)
-    _, _, metrics = wm.loss(batch.observations, batch.prev_actions, batch.rewards, batch.is_first, batch.is_terminal)
+    _, _, metrics = wm.loss(batch.observations, batch.prev_actions, batch.rewards, batch.is_first, batch.is_terminal,
+                            model.gamma)
     assert float(metrics["intrinsic_reward"]) > 0
     off = APV("CnnPolicy", _dot(), **{**TINY, "policy_kwargs": dict(model_size="tiny", intrinsic_scale=0.0)})
     assert off.policy.world_model.bonus is None
@@ -154,8 +157,10 @@ def test_pretrain_then_finetune_round_trip(tmp_path: Path, kind: str, source: st
     video_model = load_video_model(ckpt)
 
     cls = ContextDreamer if kind == "contextwm" else APV
+    # no updates right after the prefill: the few updates of this run stay inside the 100-update warm-up
     agent = cls("CnnPolicy", gym.make(CARTPOLE, time_limit=0.5), pretrained=str(ckpt), learning_starts=32,
-                batch_size=2, sequence_length=8, train_ratio=16, seed=0, policy_kwargs=dict(warmup_updates=100))
+                batch_size=2, sequence_length=8, train_ratio=16, seed=0, pretrain_updates=0,
+                policy_kwargs=dict(warmup_updates=100))
     assert agent.policy.cfg.model_size == "tiny"
     wm = agent.policy.world_model
     names = ["encoder", "af_rssm", "decoder"] + (["context_encoder"] if kind == "contextwm" else [])
@@ -171,3 +176,34 @@ def test_pretrain_then_finetune_round_trip(tmp_path: Path, kind: str, source: st
     agent.save(tmp_path / "agent.zip")
     (ckpt / "model.safetensors").unlink()
     cls.load(tmp_path / "agent.zip", env=gym.make(CARTPOLE, time_limit=0.5))
+
+
+@pytest.mark.parametrize("cls", [ContextDreamer, APV])
+def test_fine_tuning_from_an_official_checkpoint(tmp_path: Path, cls: Any) -> None:
+    """``pretrained=`` takes the files of the official pre-training (thuml/ContextWM) on a real env: the sizes are
+    read from the tensor shapes, the pre-trained modules hold exactly the official weights (whose outputs
+    ``tests/test_conformance_contextwm_pretrain.py`` checks), and the agent learns. ContextDreamer reads the
+    checkpoint written by the official ``APV_Pretrain.save_model`` (the fixture ``contextwm_official/``); APV the
+    APV fixture's official state dict saved as a ``variables.pt``."""
+    from sb3_worldmodels.contextwm.checkpoint import load_video_model
+    from tests.conformance.common import FIXTURES, load_fixture
+
+    if cls is ContextDreamer:
+        path = FIXTURES / "contextwm_official"
+    else:
+        arrays, _ = load_fixture("apv_pretrain")
+        path = tmp_path / "variables.pt"
+        torch.save({k[len("weights/"):]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("weights/")},
+                   path)
+    reference = load_video_model(path)
+    agent = cls("CnnPolicy", gym.make(CARTPOLE, time_limit=0.5), pretrained=str(path), learning_starts=32,
+                batch_size=2, sequence_length=8, train_ratio=16, seed=0,
+                policy_kwargs=dict(model_size="tiny", warmup_updates=100, deter=16))  # deter agrees: no conflict
+    wm = agent.policy.world_model
+    assert (wm.af_rssm.deter_size, wm.af_rssm.stoch, wm.af_rssm.classes, wm.encoder.depths) == (16, 4, 4, (2, 4, 8))
+    assert (wm.context_encoder is not None) == (cls is ContextDreamer)
+    for name in ("encoder", "af_rssm", "decoder", "context_encoder"):
+        if getattr(reference, name) is not None:
+            _assert_equal(getattr(reference, name).state_dict(), getattr(wm, name).state_dict(), name)
+    agent.learn(36)
+    assert agent._n_updates > 0

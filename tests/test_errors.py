@@ -13,6 +13,7 @@ from sb3_worldmodels import DreamerV2, DreamerV3
 from tests.dummy_envs import DotEnv
 
 TINY: dict[str, Any] = dict(learning_starts=32, batch_size=2, sequence_length=8, buffer_size=500,
+                            pretrain_updates=0,
                             policy_kwargs=dict(model_size="tiny"))
 
 

@@ -66,3 +66,10 @@ def test_contextwm_checkpoint_continues_a_real_video(tmp_path: Path) -> None:
     assert record["horizon"] == 5 and (tmp_path / "p.mp4").stat().st_size > 0
     with pytest.raises(FileNotFoundError, match="checkpoint"):
         predict_clip(tmp_path, sample_videos()[-1], tmp_path / "p.mp4")
+
+
+def test_official_contextwm_checkpoint_continues_a_real_video(tmp_path: Path) -> None:
+    """An official pre-training logdir (the tiny fixture written by thuml/ContextWM's own save path) predicts too."""
+    official = Path(__file__).parent / "conformance" / "fixtures" / "contextwm_official"
+    record = predict_clip(official, sample_videos()[-1], tmp_path / "p.mp4", context=3, horizon=4)
+    assert record["horizon"] == 4 and (tmp_path / "p.mp4").stat().st_size > 0

@@ -164,6 +164,40 @@ def test_strict_loading_and_clear_errors(tmp_path: Path) -> None:
         load_pretrained(target, ctx)
 
 
+def test_checkpoints_of_the_earlier_architecture_are_refused(tmp_path: Path) -> None:
+    """A checkpoint written before the networks were made the official ones (no ``architecture`` stamp in its
+    config.json) is refused with the reason, not loaded into networks that compute something else."""
+    model = _tiny_model(True)
+    ckpt = save_pretrained(model, tmp_path / "ctx", step=1, kind="contextwm")
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["architecture"] == 2
+    loaded = load_video_model(ckpt)  # the round trip of the current architecture
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    del config["architecture"]
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"written with a different architecture.*GRU has no LayerNorm.*pre-train "
+                                         r"again"):
+        load_pretrained(_tiny_model(True), ckpt)
+
+
+def test_policy_kwargs_from_a_checkpoint_and_conflicts(tmp_path: Path) -> None:
+    """APV / ContextDreamer take the architecture from the checkpoint; explicit settings that contradict it are an
+    error listing each field with both values (they could only fail to load, or compute something else)."""
+    from sb3_worldmodels.contextwm.checkpoint import checkpoint_format, pretrained_policy_kwargs
+
+    ckpt = save_pretrained(_tiny_model(True, cnn_depth=4), tmp_path / "ctx", kind="contextwm")
+    assert checkpoint_format(ckpt) == "sb3wm"
+    kwargs = pretrained_policy_kwargs(ckpt, {"warmup_updates": 3, "cnn_depth": 4}, context=True)
+    assert kwargs["model_size"] == "tiny" and kwargs["cnn_depth"] == 4 and kwargs["deter"] == 64
+    assert kwargs["warmup_updates"] == 3
+    assert pretrained_policy_kwargs(ckpt, {"resnet_depths": [4, 8, 16]})["cnn_depth"] == 4  # the same widths
+    with pytest.raises(ValueError, match=r"deter: yours 32, checkpoint 64; cnn_depth: yours 8, checkpoint 4"):
+        pretrained_policy_kwargs(ckpt, {"deter": 32, "cnn_depth": 8})
+    with pytest.raises(ValueError, match=r"is a ContextWM .* fine-tune it with ContextDreamer"):
+        pretrained_policy_kwargs(ckpt, {}, context=False)
+
+
 def test_checkpoint_loads_into_the_fine_tuning_model(tmp_path: Path) -> None:
     """The pre-trained modules load strictly into APV / ContextDreamer's stacked world model."""
     pre = _tiny_model(True)

@@ -205,7 +205,9 @@ def test_return_normalizer_quantiles_not_in_state_dict() -> None:
 
 @pytest.mark.parametrize(("every", "fraction"), [(1, 0.25), (3, 1.0), (2, 0.5)])
 def test_slow_critic_schedule(every: int, fraction: float) -> None:
-    """The slow critic moves ``fraction`` of the way to the critic on every ``every``-th update, and not otherwise."""
+    """EMA (``every`` 1): the slow critic moves ``fraction`` of the way to the critic on every update. Copies (``every``
+    > 1, DreamerV2's reference ``update_slow_target``): a whole copy on the first update, then ``fraction`` on updates
+    1 + every, 1 + 2 every, ..., and nothing otherwise."""
     from gymnasium import spaces
 
     from sb3_worldmodels.dreamer.behavior import ActorCritic
@@ -220,6 +222,11 @@ def test_slow_critic_schedule(every: int, fraction: float) -> None:
         before = [p.clone() for p in ac.slow_critic.parameters()]
         ac.update_slow_critic()
         for old, slow, fast in zip(before, ac.slow_critic.parameters(), ac.critic.parameters(), strict=True):
-            expected = old * (1 - fraction) + fraction * fast if step % every == 0 else old
+            if every == 1:
+                expected = old * (1 - fraction) + fraction * fast
+            elif step == 1:
+                expected = fast
+            else:
+                expected = old * (1 - fraction) + fraction * fast if (step - 1) % every == 0 else old
             torch.testing.assert_close(slow, expected)
     assert int(ac.updates) == 6

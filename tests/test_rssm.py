@@ -49,13 +49,28 @@ def assert_states_close(a: dict, b: dict, **kw) -> None:
 
 # ------------------------------------------------------------------------------------------------ GRU
 def test_gru_cell_update_bias():
-    cell = GRUCell(3, 4, norm=False, update_bias=-1.0)
+    cell = GRUCell(3, 4, bias=True, update_bias=-1.0)
     nn.init.zeros_(cell.linear.weight)
     nn.init.zeros_(cell.linear.bias)
     h = torch.randn(5, 4)
     # all gate pre-activations 0: candidate tanh(0) = 0, update gate sigmoid(-1)
     torch.testing.assert_close(cell(torch.randn(5, 3), h), (1 - torch.sigmoid(torch.tensor(-1.0))) * h)
     assert isinstance(GRUCell(3, 4).norm, nn.LayerNorm) and GRUCell(3, 4).linear.bias is None
+
+
+@pytest.mark.parametrize("norm", [True, False])
+def test_gru_has_layernorm_in_every_generation(norm):
+    """The official DreamerV2 cell has a LayerNorm (eps 1e-3) and a bias even where the network has no norm."""
+    gru = RSSM(E, A, DETER, 8, STOCH, CLASSES, norm=norm).gru
+    assert isinstance(gru.norm, nn.LayerNorm) and gru.norm.eps == 1e-3
+    assert (gru.linear.bias is None) == norm
+
+
+def test_gru_without_layernorm_checkpoint_is_refused_with_the_reason():
+    rssm = RSSM(E, A, DETER, 8, STOCH, CLASSES, norm=False)
+    old = {k: v for k, v in rssm.state_dict().items() if not k.startswith("gru.norm.")}
+    with pytest.raises(ValueError, match="GRU has no LayerNorm.*cannot be converted"):
+        rssm.load_state_dict(old)
 
 
 # ------------------------------------------------------------------------------------------- shapes

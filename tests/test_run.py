@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import gymnasium as gym
@@ -14,7 +16,7 @@ from sb3_worldmodels import DreamerHarmony, DreamerV2, DreamerV3
 from tests.dummy_envs import DotEnv
 
 TINY: dict[str, Any] = dict(
-    learning_starts=32, batch_size=2, sequence_length=8, train_ratio=16, buffer_size=2_000,
+    learning_starts=32, batch_size=2, sequence_length=8, train_ratio=16, buffer_size=2_000, pretrain_updates=0,
     policy_kwargs=dict(model_size="tiny"), seed=0,
 )
 
@@ -118,7 +120,8 @@ def test_action_distribution_per_version() -> None:
 
 def test_dynamics_backprop_objective() -> None:
     """Under dynamics backprop DreamerV2 maximises the lambda-return (its reference), DreamerV3 the return minus the
-    critic's value: with a constant critic c and continue = 1 the two actor losses differ by c * mean_t(gamma^t)."""
+    critic's value: with a constant critic c and a constant discount gamma the two actor losses differ by
+    c * mean_t(gamma^t) over DreamerV2's H - 1 actor states."""
     model = DreamerV2("MlpPolicy", gym.make("Pendulum-v1"), **TINY)
     assert model.policy.cfg.backprop_baseline is False  # V2's default; V3's is True
     wm, ac = model.policy.world_model, model.policy.behavior
@@ -128,18 +131,18 @@ def test_dynamics_backprop_objective() -> None:
             net[-1].weight.zero_()
             net[-1].bias.fill_(c)
         wm.cont[-1].weight.zero_()
-        wm.cont[-1].bias.fill_(30.0)  # continue probability 1 (to float precision)
+        wm.cont[-1].bias.fill_(math.log(gamma / (1 - gamma)))  # DreamerV2's head predicts the discount: gamma
     b, t = 3, 5
     torch.manual_seed(1)
     _, post, _ = wm.loss(torch.randn(b, t, 3), torch.rand(b, t, 1) * 2 - 1, torch.randn(b, t), torch.zeros(b, t),
-                         torch.zeros(b, t))
+                         torch.zeros(b, t), gamma)
     post = {k: v.detach() for k, v in post.items()}
     losses = {}
     for flag in (False, True):
         model.policy.cfg.backprop_baseline = flag
         torch.manual_seed(0)
         losses[flag] = ac.losses(wm, post, torch.zeros(b, t), horizon, gamma)[0].item()
-    expected = c * sum(gamma**k for k in range(horizon)) / horizon
+    expected = c * sum(gamma**k for k in range(horizon - 1)) / (horizon - 1)
     assert losses[True] - losses[False] == pytest.approx(expected, rel=1e-4)
 
 

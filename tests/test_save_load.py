@@ -14,7 +14,7 @@ from sb3_worldmodels import DreamerHarmony, DreamerV2, DreamerV3
 from tests.dummy_envs import DotEnv
 
 TINY: dict[str, Any] = dict(
-    learning_starts=32, batch_size=2, sequence_length=8, train_ratio=16, buffer_size=2_000,
+    learning_starts=32, batch_size=2, sequence_length=8, train_ratio=16, buffer_size=2_000, pretrain_updates=0,
     policy_kwargs=dict(model_size="tiny"), seed=0,
 )
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["RandomShift", "random_shift", "shift_grid"]
+__all__ = ["RandomShift", "random_shift", "shift_grid", "shift_offsets"]
 
 
 def shift_grid(shifts: Tensor, height: int, width: int) -> Tensor:
@@ -34,6 +34,17 @@ def shift_grid(shifts: Tensor, height: int, width: int) -> Tensor:
     base = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), dim=-1)  # (H, W, 2) as (x, y)
     scale = torch.tensor([2.0 / width, 2.0 / height], **kw)  # type: ignore[arg-type]
     return base[None] + (shifts * scale)[:, None, None, :]
+
+
+def shift_offsets(n: int, pad: int, device: torch.device | str | None = None,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """The random offsets of :func:`random_shift`: ``(n, 2)`` int64 ``(dx, dy)``, uniform in ``[-pad, pad]``.
+
+    The only random draw of the augmentation, kept apart so that tests can feed chosen offsets (the
+    conformance test feeds the official code's shifts through it). DrQ-v2 draws ``s`` in
+    ``{0, ..., 2 * pad}`` for the padded image; ``s - pad`` is the offset here.
+    """
+    return torch.randint(-pad, pad + 1, (n, 2), device=device, generator=generator)
 
 
 def random_shift(images: Tensor, pad: int = 4, generator: torch.Generator | None = None) -> Tensor:
@@ -60,7 +71,7 @@ def random_shift(images: Tensor, pad: int = 4, generator: torch.Generator | None
     if pad == 0:
         return images
     n, c, h, w = images.shape
-    shifts = torch.randint(-pad, pad + 1, (n, 2), device=images.device, generator=generator)  # (dx, dy)
+    shifts = shift_offsets(n, pad, images.device, generator)  # (dx, dy)
     rows = (torch.arange(h, device=images.device) + shifts[:, 1:]).clamp_(0, h - 1)  # (N, H)
     cols = (torch.arange(w, device=images.device) + shifts[:, :1]).clamp_(0, w - 1)  # (N, W)
     index = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, 1, h * w).expand(n, c, h * w)

@@ -136,6 +136,12 @@ class SequenceReplayBuffer(ReplayBuffer):
         within an episode). A mismatch means the env was reset behind the buffer's back (e.g. a new
         ``learn()`` call with ``reset_num_timesteps=True``, or a loaded buffer used with a fresh env): the
         previous row is then marked as a truncated episode end and the new row as ``is_first``.
+    :param prioritize_ends: sample the last window of every episode more often, as the official DreamerV2 / APV
+        replay does on Meta-World (``replay.prioritize_ends``, thuml/HarmonyDream ``wmlib/core/replay.py:146-149``):
+        a window that would run past the end of its episode ends at that episode's last step instead. Of the draws
+        that start in an episode of ``L`` rows, ``T / L`` get its last window of ``T`` rows (the official sampler:
+        ``(T + 1) / (L + 1)``); episodes are drawn in proportion to their length (the official: uniformly), the same
+        for Meta-World's fixed-length episodes.
     """
 
     observation_space: spaces.Space
@@ -158,6 +164,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         handle_timeout_termination: bool = True,
         memmap_dir: str | os.PathLike[str] | None = None,
         detect_discontinuity: bool = True,
+        prioritize_ends: bool = False,
     ) -> None:
         if optimize_memory_usage:
             raise ValueError(
@@ -174,6 +181,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.optimize_memory_usage = False
         self.handle_timeout_termination = handle_timeout_termination
         self.detect_discontinuity = detect_discontinuity
+        self.prioritize_ends = prioritize_ends
 
         if isinstance(observation_space, spaces.Dict):
             sub_spaces: dict[str, spaces.Space] = dict(observation_space.spaces)
@@ -595,6 +603,8 @@ class SequenceReplayBuffer(ReplayBuffer):
                 "(collect more steps before training) or lower sequence_length."
             )
         envs, offsets = self._draw(counts, batch_size)
+        if getattr(self, "prioritize_ends", False):  # (buffers pickled before the option have it off)
+            offsets = self._end_aligned(envs, offsets, sequence_length)
         starts = self._oldest_row()[envs] + offsets
         rows = (starts[:, None] + np.arange(sequence_length)) % self.buffer_size  # (B, T)
         envs2 = np.broadcast_to(envs[:, None], rows.shape)
@@ -618,6 +628,15 @@ class SequenceReplayBuffer(ReplayBuffer):
             is_terminal=t(is_terminal),
             is_last=t(is_last),
         )
+
+    def _end_aligned(self, envs: np.ndarray, offsets: np.ndarray, length: int) -> np.ndarray:
+        """Offsets moved back so that a window crossing an episode end ends on that end (``prioritize_ends``)."""
+        rows = (self._oldest_row()[envs][:, None] + offsets[:, None] + np.arange(length - 1)) % self.buffer_size
+        ends = self.is_last[rows, envs[:, None]]  # (B, T - 1): an episode ends before the window's last row
+        crossing = ends.any(1)
+        first_end = ends.argmax(1)
+        shift = np.where(crossing, length - 1 - first_end, 0)
+        return np.maximum(offsets - shift, 0)
 
     def _sample_transition_indices(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Uniformly draw ``(row, env)`` such that ring row ``row + 1`` of ``env`` continues the episode."""

@@ -26,7 +26,20 @@ __all__ = [
     "MSEDist",
     "BernoulliDist",
     "unimix_logits",
+    "uniform_like",
+    "normal_like",
 ]
+
+
+def uniform_like(x: Tensor) -> Tensor:
+    """Uniform noise in [0, 1) shaped as ``x``: every sampler here draws through this (or :func:`normal_like`), the
+    one seam the conformance tests use to feed both our code and the official code the same noise."""
+    return torch.rand_like(x)
+
+
+def normal_like(x: Tensor) -> Tensor:
+    """Standard normal noise shaped as ``x`` (see :func:`uniform_like`)."""
+    return torch.randn_like(x)
 
 
 def at_least_fp32(x: Tensor) -> Tensor:
@@ -190,7 +203,7 @@ class OneHotDist:
     def rsample(self) -> Tensor:
         """One-hot sample with straight-through gradients (``sample + p - sg(p)``)."""
         # Gumbel-max: argmax(log p + Gumbel noise) is a sample of p, cheaper than torch.multinomial
-        noise = -torch.log(-torch.log(torch.rand_like(self.log_probs_all).clamp_(min=1e-20)))
+        noise = -torch.log(-torch.log(uniform_like(self.log_probs_all).clamp_(min=1e-20)))
         idx = (self.log_probs_all.detach() + noise).argmax(-1)
         hard = F.one_hot(idx, self.probs.shape[-1]).to(self.probs.dtype)
         return hard + self.probs - self.probs.detach()
@@ -236,7 +249,7 @@ class TruncNormalDist:
 
     def rsample(self) -> Tensor:
         """Reparameterised sample, clipped with a straight-through gradient."""
-        return self._clip(self.mean_ + self.std * torch.randn_like(self.mean_))
+        return self._clip(self.mean_ + self.std * normal_like(self.mean_))
 
     def sample(self) -> Tensor:
         """Sample without gradient."""
@@ -274,7 +287,7 @@ class TruncatedNormalDist(TruncNormalDist):
     def rsample(self) -> Tensor:
         """Reparameterised sample of the truncated normal, clipped with a straight-through gradient."""
         eps = torch.finfo(self.mean_.dtype).eps
-        u = torch.rand_like(self.mean_)
+        u = uniform_like(self.mean_)
         p = (self.cdf_alpha + u * self.mass).clamp(eps, 1 - eps)
         return self._clip(self.mean_ + self.std * torch.special.ndtri(p))
 

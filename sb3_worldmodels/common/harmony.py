@@ -40,8 +40,13 @@ class Harmonizer(nn.Module):
             raise ValueError(f"Harmonizer names must be unique, got {self.names}.")
         self.log_sigma = nn.Parameter(torch.zeros(len(self.names)))
 
-    def forward(self, losses: Mapping[str, Tensor]) -> Tensor:
-        """Harmonized total of the scalar losses named at construction (other keys are an error)."""
+    def forward(self, losses: Mapping[str, Tensor], reg_weights: Mapping[str, float] | None = None) -> Tensor:
+        """Harmonized total of the scalar losses named at construction (other keys are an error).
+
+        :param reg_weights: optional weight ``r_i`` of the regulariser of some losses (1 for the others), giving
+            ``sum_i L_i exp(-s_i) + r_i log(1 + exp(s_i))``. HarmonyDream-V3 harmonizes its two KL terms with one
+            ``s``, adding the regulariser once, with the dynamics term's relative weight ``0.5 / 0.6``.
+        """
         missing = [n for n in self.names if n not in losses]
         extra = [n for n in losses if n not in self.names]
         if missing or extra:
@@ -51,7 +56,14 @@ class Harmonizer(nn.Module):
             )
         stacked = torch.stack([losses[n].reshape(()) for n in self.names])
         s = self.log_sigma.to(stacked.dtype)
-        return (stacked * torch.exp(-s) + F.softplus(s)).sum()
+        reg = F.softplus(s)
+        if reg_weights:
+            unknown = [n for n in reg_weights if n not in self.names]
+            if unknown:
+                raise KeyError(f"reg_weights names {unknown} are not harmonized losses {self.names}.")
+            # python floats times single entries: no host-to-device copy (capturable in a CUDA graph)
+            reg = torch.stack([r * reg_weights.get(n, 1.0) for n, r in zip(self.names, reg.unbind(0), strict=True)])
+        return (stacked * torch.exp(-s) + reg).sum()
 
     def coefficient_tensors(self) -> dict[str, Tensor]:
         """Current ``exp(-s_i)`` for each loss name as detached 0-d tensors on the parameters' device.

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sb3_worldmodels.common.distributions import MSEDist, TwoHotDist
+from sb3_worldmodels.common.init import mark_zero_init
 
 __all__ = ["get_act", "AlignedLinear", "MLP", "ScalarHead", "ChannelNorm", "ConvEncoder", "ConvDecoder",
            "check_image_size", "image_size_error"]
@@ -113,6 +114,7 @@ class MLP(nn.Sequential):
             if zero_out:
                 nn.init.zeros_(out.weight)
                 nn.init.zeros_(out.bias)
+                mark_zero_init(out)
             mods.append(out)
             dim = out.width
         super().__init__(*mods)

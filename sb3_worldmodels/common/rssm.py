@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sb3_worldmodels.common.distributions import OneHotDist, at_least_fp32, unimix_logits
+from sb3_worldmodels.common.distributions import OneHotDist, at_least_fp32, normal_like, unimix_logits
 from sb3_worldmodels.common.nets import get_act
 
 __all__ = ["GRUCell", "RSSM", "State"]
@@ -23,14 +23,19 @@ State = dict[str, Tensor]
 
 
 class GRUCell(nn.Module):
-    """LayerNorm GRU of Dreamer: one linear layer over [x, h], LayerNorm, update-gate bias ``update_bias``."""
+    """LayerNorm GRU of Dreamer: one linear layer over [x, h], LayerNorm (eps 1e-3), update-gate bias ``update_bias``.
 
-    def __init__(self, in_dim: int, size: int, norm: bool = True, update_bias: float = -1.0) -> None:
+    The LayerNorm is there in every Dreamer generation, also where the rest of the network has no norm (DreamerV2:
+    thuml/HarmonyDream ``wmlib/nets/dynamics/rssm.py:44`` builds its cell with ``norm=True`` whatever the config).
+    ``bias``: the linear layer's bias (DreamerV2's cell has one, DreamerV3's LayerNorm-everywhere network does not).
+    """
+
+    def __init__(self, in_dim: int, size: int, bias: bool = False, update_bias: float = -1.0) -> None:
         super().__init__()
         self.size = size
         self.update_bias = update_bias
-        self.linear = nn.Linear(in_dim + size, 3 * size, bias=not norm)
-        self.norm = nn.LayerNorm(3 * size, eps=1e-3) if norm else nn.Identity()
+        self.linear = nn.Linear(in_dim + size, 3 * size, bias=bias)
+        self.norm = nn.LayerNorm(3 * size, eps=1e-3)
 
     def forward(self, x: Tensor, h: Tensor) -> Tensor:
         """One step: returns the new hidden state."""
@@ -40,6 +45,16 @@ class GRUCell(nn.Module):
         cand = torch.tanh(reset * cand)
         update = torch.sigmoid(update + self.update_bias)
         return update * cand + (1 - update) * h
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        if f"{prefix}linear.weight" in state_dict and f"{prefix}norm.weight" not in state_dict:
+            raise ValueError(
+                f"{prefix.rstrip('.')}: this checkpoint's GRU has no LayerNorm. It was saved by sb3-worldmodels 0.1.0 "
+                "or earlier, whose DreamerV2-family RSSM (DreamerV2, DreamerHarmony(base='v2'), APV, ContextDreamer) "
+                "left the LayerNorm out, unlike the official code; the LayerNorm changes what the network computes, so "
+                "these weights cannot be converted. Train (or pre-train) the model again with this version."
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[arg-type]
 
 
 class RSSM(nn.Module):
@@ -53,7 +68,8 @@ class RSSM(nn.Module):
     :param classes: classes per categorical variable; 0 selects a Gaussian stochastic state.
     :param unimix: uniform mixing of the categorical latents (0.01 in V3, 0 in V2).
     :param act: activation name.
-    :param norm: LayerNorm in the hidden layers and GRU.
+    :param norm: LayerNorm in the hidden layers (the GRU always has one; without ``norm`` its linear layer has a
+        bias, as DreamerV2's).
     :param learned_initial: learn the initial deterministic state (V3) instead of zeros (V2).
     :param min_std: minimum std of the Gaussian stochastic state.
     """
@@ -89,7 +105,7 @@ class RSSM(nn.Module):
             return nn.Sequential(*mods)
 
         self.img_in = block(self.stoch_flat + action_dim)
-        self.gru = GRUCell(hidden, deter, norm=norm)
+        self.gru = GRUCell(hidden, deter, bias=not norm)
         self.img_out = nn.Sequential(block(deter), nn.Linear(hidden, stats))
         self.obs_out = nn.Sequential(block(deter + embed_dim), nn.Linear(hidden, stats))
         self.initial_deter = nn.Parameter(torch.zeros(deter), requires_grad=learned_initial)
@@ -109,7 +125,7 @@ class RSSM(nn.Module):
             z = dist.rsample() if sample else dist.mode
             return z.reshape(*z.shape[:-2], self.stoch_flat)
         if sample:
-            return stats["mean"] + stats["std"] * torch.randn_like(stats["std"])
+            return stats["mean"] + stats["std"] * normal_like(stats["std"])
         return stats["mean"]
 
     def initial(self, batch: int) -> State:

@@ -8,8 +8,8 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv
 
 from sb3_worldmodels.common.video import log_video
-from sb3_worldmodels.contextwm.checkpoint import read_config
-from sb3_worldmodels.contextwm.config import ARCHITECTURE_FIELDS
+from sb3_worldmodels.contextwm.checkpoint import pretrained_policy_kwargs
+from sb3_worldmodels.contextwm.config import ContextWMConfig
 from sb3_worldmodels.contextwm.policies import APVPolicy
 from sb3_worldmodels.dreamer.dreamer import Dreamer
 
@@ -26,8 +26,11 @@ class APV(Dreamer):
 
     :param policy: ``"CnnPolicy"`` (a single image observation).
     :param env: environment or its gymnasium id.
-    :param pretrained: directory written by ``sb3wm pretrain apv`` (``None``: train from scratch). The network sizes
-        of the pre-trained modules are taken from its ``config.json`` unless ``policy_kwargs`` sets them.
+    :param pretrained: directory written by ``sb3wm pretrain apv``, or an official APV pre-training checkpoint (the
+        logdir of thuml/ContextWM's ``train_apv_pretraining.py`` holding ``variables.pt`` and / or the three
+        ``*_variables.pt`` files, or ``variables.pt`` itself); ``None`` trains from scratch. The network sizes of the
+        pre-trained modules are read from the checkpoint (its ``config.json``, or an official checkpoint's tensor
+        shapes); ``policy_kwargs`` that contradict them are an error listing each field with both values.
     :param version: ``"v2"`` (default, as the papers) or ``"v3"``.
     :param kwargs: every other :class:`~sb3_worldmodels.dreamer.dreamer.Dreamer` parameter; ``policy_kwargs``
         takes ``model_size`` and any :class:`~sb3_worldmodels.contextwm.config.ContextWMConfig` field
@@ -51,6 +54,10 @@ class APV(Dreamer):
         self._pretrained_to_load = self.pretrained  # consumed by _setup_model: a reloaded model never re-reads it
         super().__init__(policy, env, version=version, **kwargs)
 
+    @classmethod
+    def _config_class(cls) -> type[ContextWMConfig]:
+        return ContextWMConfig
+
     def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
         if policy_name not in self.policy_aliases:
             raise ValueError(
@@ -63,12 +70,10 @@ class APV(Dreamer):
         self.policy_kwargs = {"context": self.use_context, **self.policy_kwargs}
         path = self.__dict__.pop("_pretrained_to_load", None)
         if path is not None:
-            # build the pre-trained modules as the checkpoint was built (explicit policy_kwargs win)
-            ckpt = read_config(path)
-            for key in ("model_size", *ARCHITECTURE_FIELDS):
-                if key != "context" and key in ckpt:
-                    self.policy_kwargs.setdefault(key, ckpt[key])
-            self.policy_kwargs["pretrained"] = path
+            # build the pre-trained modules as the checkpoint was built (ours or an official one)
+            explicit = {k: v for k, v in self.policy_kwargs.items() if k != "context"}
+            kwargs = pretrained_policy_kwargs(path, explicit, context=self.use_context)
+            self.policy_kwargs = {**kwargs, "context": self.use_context, "pretrained": path}
         super()._setup_model()
         self.policy_kwargs.pop("pretrained", None)
 
@@ -94,7 +99,9 @@ class ContextDreamer(APV):
 
     :param policy: ``"CnnPolicy"``.
     :param env: environment or its gymnasium id.
-    :param pretrained: directory written by ``sb3wm pretrain contextwm`` (``None``: train from scratch).
+    :param pretrained: directory written by ``sb3wm pretrain contextwm``, or an official ContextWM pre-training
+        checkpoint (see :class:`APV`; e.g. the Something-Something-V2 model of the ContextWM README); ``None``
+        trains from scratch.
     :param kwargs: as :class:`APV`.
     """
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from sb3_worldmodels.common.distributions import at_least_fp32
+
 __all__ = ["VideoIntrinsicBonus"]
 
 
@@ -80,7 +82,7 @@ class VideoIntrinsicBonus(nn.Module):
                 f"T >= window={self.window}; "
                 f"got {tuple(feats.shape)}. Pass the action-free RSSM features of sequences at least window long."
             )
-        means = feats.detach().float().unfold(1, self.window, 1).mean(-1)
+        means = at_least_fp32(feats.detach()).unfold(1, self.window, 1).mean(-1)
         return means @ self.projection
 
     @torch.no_grad()

@@ -46,12 +46,58 @@ class ContextWMConfig(DreamerConfig):
     kv_mask_ratio: float = 0.75
     rep_reward_scale: float = 1.0  # beta_r of the representative (task-reward-only) head; ContextWM only
 
+    @classmethod
+    def presets(cls, version: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """APV / ContextWM fine-tuning presets on DreamerV2 (:data:`APV_PRESETS`), plus ``"pretrain"`` for the video
+        pre-training; DreamerV3's single configuration otherwise."""
+        return APV_PRESETS if version == "v2" else super().presets(version)
+
     @property
     def depths(self) -> tuple[int, ...]:
         """Widths of the ResNet stages."""
         d = self.cnn_depth
         return tuple(self.resnet_depths) if self.resnet_depths else (d, 2 * d, 4 * d)
 
+
+_DMC_FINETUNING: dict[str, dict[str, Any]] = {
+    "sizes": {},
+    "config": dict(kl_free=1.0, cont_head=False, intrinsic_scale=0.1, concat_embed=True, warmup_updates=0,
+                   context_augment="none", action_pad=50),
+    "algorithm": dict(batch_size=16, sequence_length=50, train_ratio=160.0, learning_starts=1000, pretrain_updates=100,
+                      prioritize_ends=False),
+}
+
+#: APV / ContextWM on DreamerV2 per environment family, from thuml/ContextWM ``configs/apv_finetuning.yaml``
+#: (``metaworld`` :114-131, ``dmc_vision`` :134-147, ``dmc_remastered`` :149-162, ``defaults``) and the README's
+#: commands (ContextWM on Meta-World: ``--encoder_ctx.ctx_aug erasing``, both: ``--loss_scales.aux_reward 1.0``,
+#: our ``rep_reward_scale``); ``"pretrain"``: the video pre-training (``configs/apv_pretraining.yaml``: free nats 0).
+#: ``action_pad``: the action-conditional RSSM reads actions zero-padded to ``fill_action: 50`` entries.
+#: ``warmup_updates`` is the official ``enc_lr_type: no_pretrain`` (encoder and action-free RSSM at learning rate 0
+#: during the ``pretrain: 100`` updates after the prefill) or ``none`` (0).
+APV_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "metaworld": {
+        "sizes": {},
+        "config": dict(kl_free=0.0, cont_head=False, intrinsic_scale=1.0, concat_embed=False, warmup_updates=100,
+                       context_augment="erasing", action_pad=50),
+        "algorithm": dict(batch_size=50, sequence_length=50, train_ratio=500.0, learning_starts=5000,
+                          pretrain_updates=100, prioritize_ends=True),
+    },
+    "dmc": _DMC_FINETUNING,
+    "dmcr": _DMC_FINETUNING,
+    "default": {
+        "sizes": {},
+        "config": dict(kl_free=0.0, cont_head=False, intrinsic_scale=1.0, concat_embed=False, warmup_updates=100,
+                       action_pad=50),
+        "algorithm": dict(batch_size=16, sequence_length=50, train_ratio=160.0, learning_starts=10000,
+                          pretrain_updates=100, prioritize_ends=True),
+    },
+    "pretrain": {
+        "sizes": {},
+        "config": dict(kl_free=0.0),
+        "algorithm": dict(batch_size=16, sequence_length=25, train_ratio=400.0, learning_starts=0,
+                          pretrain_updates=0, prioritize_ends=False),
+    },
+}
 
 #: Fields that decide the shapes of the pre-trained modules (encoder, action-free RSSM, decoder, context encoder).
 ARCHITECTURE_FIELDS: tuple[str, ...] = (

@@ -1,11 +1,12 @@
 """ContextWM's context branch: context-frame selection and augmentation, and the context encoder.
 
-Following the reference ``ContextualizedResNetEncoder`` (thuml/ContextWM, ``wmlib/nets/encoder/ctx_resnet.py``):
-one context frame is chosen per training sequence (a random timestep by default, ``ctx_cond_choice: trand``; also
-the first or last frame), optionally augmented (random shift or random erasing, ``ctx_aug``), and encoded by a
-ResNet branch parallel to the main encoder whose pre-pool feature maps at every scale (32x32x48, 16x16x96,
-8x8x192 for 64x64 images) are the shortcuts the cross-attention decoder reads. The branch only ever feeds the
-decoder, so it is trained through the decoder loss alone and the RSSM never sees it.
+Following the official ``ContextualizedResNetEncoder`` (thuml/ContextWM, ``wmlib/nets/encoder/ctx_resnet.py``):
+one context frame is chosen per training sequence (a random timestep by default, ``ctx_cond_choice: trand``,
+``ctx_resnet.py:116-120``; also the first or last frame), optionally augmented (random shift or random erasing,
+``ctx_aug``; none in pre-training), and encoded by a ResNet branch parallel to the main encoder (its ``cond_convin``
+and ``cond_res{i}``, with the main encoder's widths and depth) whose pre-pool feature maps at every scale
+(32x32x48, 16x16x96, 8x8x192 for 64x64 images) are the shortcuts the cross-attention decoder reads. The branch only
+ever feeds the decoder, so it is trained through the decoder loss alone and the RSSM never sees it.
 
 :class:`~sb3_worldmodels.common.resnet.CrossAttentionBlock` (the decoder's attention to these maps) lives with the
 ResNet decoder in :mod:`sb3_worldmodels.common.resnet` and is re-exported here.
@@ -18,6 +19,7 @@ import math
 import torch
 from torch import Tensor
 
+from sb3_worldmodels.common import distributions
 from sb3_worldmodels.common.augment import random_shift
 from sb3_worldmodels.common.resnet import CrossAttentionBlock, ResNetEncoder
 
@@ -31,7 +33,10 @@ def select_context(images: Tensor, mode: str = "random", generator: torch.Genera
 
     :param images: (B, T, C, H, W) frames (any dtype).
     :param mode: ``"random"`` (a uniform timestep per sequence, the ContextWM default), ``"first"`` or ``"last"``.
-    :param generator: optional ``torch.Generator`` (on the images' device) for ``"random"``.
+    :param generator: optional ``torch.Generator`` (on the images' device) for ``"random"``; without one the
+        timesteps come from uniform noise drawn through
+        :func:`sb3_worldmodels.common.distributions.uniform_like` (``floor(u * T)``), the seam the conformance
+        tests feed the official code's noise through.
     :return: (B, C, H, W) context frames.
     """
     if images.dim() != 5:
@@ -43,7 +48,11 @@ def select_context(images: Tensor, mode: str = "random", generator: torch.Genera
     if mode != "random":
         raise ValueError(f"Unknown context mode {mode!r}; choose one of {CONTEXT_MODES}.")
     b, t = images.shape[:2]
-    idx = torch.randint(0, t, (b,), device=images.device, generator=generator)
+    if generator is not None:
+        u = torch.rand(b, device=images.device, generator=generator)
+    else:
+        u = distributions.uniform_like(torch.empty(b, device=images.device))
+    idx = (u * t).long().clamp_(0, t - 1)
     return images[torch.arange(b, device=images.device), idx]
 
 
@@ -117,8 +126,10 @@ class ContextEncoder(ResNetEncoder):
 
     A :class:`~sb3_worldmodels.common.resnet.ResNetEncoder` of its own (same constructor, same parameters; not
     shared with the main encoder) whose ``forward`` is
-    :meth:`~sb3_worldmodels.common.resnet.ResNetEncoder.feature_maps`. Build it with the decoder's ``depths`` so that
-    the channels at every attended scale match.
+    :meth:`~sb3_worldmodels.common.resnet.ResNetEncoder.feature_maps`: the official ``cond_convin`` (Xavier init)
+    + activation and ``cond_res{i}`` stacks, each map taken before its ``cond_pool{i}``. Build it with the decoder's
+    ``depths`` so that the channels at every attended scale match (the official ``ctx_cnn_depth`` equals
+    ``cnn_depth``, ``ctx_res_layers`` ``res_layers``).
     """
 
     def forward(self, context: Tensor) -> dict[int, Tensor]:  # type: ignore[override]

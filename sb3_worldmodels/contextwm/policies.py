@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import Tensor
@@ -53,7 +54,11 @@ class APVPolicy(CnnPolicy):
 
             load_pretrained(wm, pretrained)
         self.pretrained = pretrained
-        early = [p for m in (wm.encoder, wm.af_rssm) for p in m.parameters()]
+        # the official fine-tuning's two optimizers (thuml/ContextWM wmlib/agents/apv_finetune.py:63-67): the encoder
+        # (ContextWM's holds the context branch) and the action-free RSSM, and the rest (RSSM, decoder, heads), each
+        # clipped on its own; here two parameter groups of one Adam (same updates)
+        early_modules = [m for m in (wm.encoder, wm.context_encoder, wm.af_rssm) if m is not None]
+        early = [p for m in early_modules for p in m.parameters()]
         early_ids = {id(p) for p in early}
         rest = [p for p in wm.parameters() if id(p) not in early_ids]
         cfg = self.cfg
@@ -99,6 +104,13 @@ class APVPolicy(CnnPolicy):
         return out, (af_post["deter"], af_post["stoch"], post["deter"], post["stoch"], wm.pad_action(action.detach()))
 
     # ----------------------------------------------------------------------------------- learning
+    def _clip_world_model_grads(self) -> dict[str, Tensor]:
+        """Clip the two parameter groups separately, as the official fine-tuning clips each of its optimizers."""
+        clip = self.cfg.model_grad_clip
+        early, rest = (group["params"] for group in self.wm_optimizer.param_groups)
+        return {"pretrained_grad_norm": torch.nn.utils.clip_grad_norm_(early, clip),
+                "model_grad_norm": torch.nn.utils.clip_grad_norm_(rest, clip)}
+
     def train_step(self, batch: Any, horizon: int, gamma: float) -> dict[str, Any]:
         """A Dreamer update, with the encoder / action-free RSSM learning rate 0 during the warm-up."""
         warm = int(self.behavior.updates) < self.cfg.warmup_updates

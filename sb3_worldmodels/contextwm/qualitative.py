@@ -71,13 +71,15 @@ def attention_maps(
     """Cross-attention of the decoder over the context frame, per decoder scale.
 
     Averaged over heads and over the decoder's query positions: for each frame, where in the context frame the
-    decoder looked. :return: ``{side: (B, T, side, side)}`` maps that sum to 1 over the context grid.
+    decoder looked. Every context token is attended to here (no random key/value masking, which the model applies
+    in training and evaluation as the official code does), so the map covers the whole context frame.
+    :return: ``{side: (B, T, side, side)}`` maps that sum to 1 over the context grid.
     """
     _check_context(wm)
     wm.eval()
     feat = posterior_features(wm, images, is_first, actions)
     ctx = wm.context_maps(wm.to_float(images), mode=context_mode)
-    _, maps = wm.decoder.forward_with_attention(feat, ctx)
+    _, maps = wm.decoder.forward_with_attention(feat, ctx, kv_mask=False)
     out = {}
     for side, weights in maps.items():  # (B, T, heads, queries, keys)
         keys = weights.mean((-3, -2))
@@ -110,13 +112,15 @@ def compositional_decode(
     :param dynamics_images: uint8 (B, T, C, H, W) clips whose latent states are decoded.
     :param context_images: uint8 (B, T', C, H, W) clips that give the context frame.
     :return: uint8 (B, T, C, H, 3W): dynamics clip | decoded with its own context | decoded with the other context.
+        Both decodings attend to every context token (no random key/value masking), so they differ by the
+        context alone.
     """
     _check_context(wm)
     wm.eval()
     feat = posterior_features(wm, dynamics_images, is_first, actions)
     x = wm.to_float(dynamics_images)
-    own = wm.decoder(feat, wm.context_maps(x, mode=context_mode))
-    other = wm.decoder(feat, wm.context_maps(wm.to_float(context_images), mode=context_mode))
+    own = wm.decoder(feat, wm.context_maps(x, mode=context_mode), kv_mask=False)
+    other = wm.decoder(feat, wm.context_maps(wm.to_float(context_images), mode=context_mode), kv_mask=False)
     off = wm.cfg.image_offset
     video = torch.cat([x - off, own - off, other - off], -1).clamp(0, 1)
     return (video * 255).round().to(torch.uint8)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from sb3_worldmodels.common.augment import random_shift
 from sb3_worldmodels.common.distributions import MSEDist, TwoHotDist
+from sb3_worldmodels.common.init import dreamer_init
 from sb3_worldmodels.common.nets import ScalarHead
 from sb3_worldmodels.common.resnet import ResNetDecoder, ResNetEncoder
 from sb3_worldmodels.common.rssm import RSSM, State
@@ -75,7 +76,7 @@ class VideoModules:
         """uint8 images -> float in [0, 1] plus the version's offset (-0.5 in V2)."""
         if images.dtype != torch.uint8:
             raise ValueError(f"Images must be uint8 (0..255), got {images.dtype}.")
-        return images.float() / 255.0 + self.cfg.image_offset
+        return images.to(torch.get_default_dtype()) / 255.0 + self.cfg.image_offset
 
     def context_maps(self, images: Tensor, mode: str | None = None) -> dict[int, Tensor] | None:
         """Context encoder maps of one frame per sequence of float ``images`` (B, T, C, H, W); ``None`` without context.
@@ -117,6 +118,8 @@ class VideoWorldModel(nn.Module, VideoModules):
         self.cfg = cfg
         self.image_shape = tuple(int(v) for v in image_shape)
         self._build_video_modules(self.image_shape)
+        # the action-free RSSM as the official pre-training builds it (its GRU keeps PyTorch's initialisation in V2)
+        dreamer_init([self.af_rssm], cfg.version, [self.af_rssm.gru.linear] if cfg.version == "v2" else [])
 
     def loss(self, images: Tensor, is_first: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Pre-training loss on uint8 clips (B, T, C, H, W) with (B, T) ``is_first`` flags.
@@ -180,6 +183,10 @@ class StackedWorldModel(WorldModel, VideoModules):
         )
         return feat
 
+    def dreamer_modules(self) -> list[nn.Module]:
+        """The RSSMs and heads: the encoder, decoder and context encoder have the ResNets' own initialisation."""
+        return [m for m in (self.af_rssm, self.rssm, self.reward, self.cont, self.rep_reward) if m is not None]
+
     # ---------------------------------------------------------------------------------------- latents
     def encode(self, obs: dict[str, Tensor]) -> Tensor:
         """Embedding of preprocessed observations, shape (..., embed_dim)."""
@@ -209,8 +216,12 @@ class StackedWorldModel(WorldModel, VideoModules):
         rewards: Tensor,
         is_first: Tensor,
         is_terminal: Tensor,
+        gamma: float | None = None,
     ) -> tuple[Tensor, State, dict[str, Any]]:
-        """Fine-tuning loss on a (B, T) batch: image, reward(s), continue, action-conditional (+ action-free) KL."""
+        """Fine-tuning loss on a (B, T) batch: image, reward(s), continue, action-conditional (+ action-free) KL.
+
+        :param gamma: the discount, which a DreamerV2 continue head learns (see :meth:`WorldModel.cont_loss`).
+        """
         cfg = self.cfg
         x = self.preprocess(observations)[self.image_key]
         embed = self.encoder(x)
@@ -229,17 +240,18 @@ class StackedWorldModel(WorldModel, VideoModules):
             metrics["intrinsic_reward"] = r_int.mean().detach()
         else:
             reward_loss = -self.reward_dist(feat).log_prob(rewards).mean()
-        cont_loss = -self.cont_dist(feat).log_prob(1.0 - is_terminal.float()).mean()
+        cont_loss = self.cont_loss(feat, is_terminal, gamma)
         kl_loss, kl_metrics = kl_loss_terms(cfg, *self.rssm.kl(post, prior))
         total, loss_metrics = self.combine_losses(obs_loss, reward_loss, kl_loss, cont_loss)
         if self.rep_reward is not None:
             rep_loss = -self.rep_reward_dist(feat).log_prob(rewards).mean()
             total = total + cfg.rep_reward_scale * rep_loss
             metrics["rep_reward_loss"] = rep_loss.detach()
-        if cfg.af_kl_scale > 0:
-            af_kl, af_metrics = kl_loss_terms(cfg, *self.af_rssm.kl(af_post, af_prior))
-            total = total + cfg.af_kl_scale * af_kl
-            metrics["af_kl"] = af_metrics["kl"]
+        # always part of the loss, as in the official fine-tuning (loss_scales.af_kl, 0 by default): at scale 0 the
+        # action-free prior head gets a zero gradient, so Adam's L2 weight decay still moves it, as there
+        af_kl, af_metrics = kl_loss_terms(cfg, *self.af_rssm.kl(af_post, af_prior))
+        total = total + cfg.af_kl_scale * af_kl
+        metrics["af_kl"] = af_metrics["kl"]
         metrics.update(loss_metrics)
         metrics.update(kl_metrics)
         metrics["model_loss"] = total.detach()

@@ -18,6 +18,7 @@ from sb3_worldmodels.common.distributions import (
     TruncNormalDist,
     TwoHotDist,
 )
+from sb3_worldmodels.common.init import dreamer_init, mark_split_output
 from sb3_worldmodels.common.nets import MLP, ScalarHead
 from sb3_worldmodels.common.returns import ReturnNormalizer, lambda_returns
 from sb3_worldmodels.common.rssm import State
@@ -25,6 +26,11 @@ from sb3_worldmodels.dreamer.config import DreamerConfig
 from sb3_worldmodels.dreamer.world_model import WorldModel
 
 __all__ = ["ActorCritic", "frozen"]
+
+
+def _shift(x: Tensor) -> Tensor:
+    """``x`` moved one step later along axis 1 (``out[:, t + 1] = x[:, t]``; ``out[:, 0]`` is never read)."""
+    return torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)
 
 
 @contextmanager
@@ -62,8 +68,11 @@ class ActorCritic(nn.Module):
         self.action_dim = int(action_space.n) if self.discrete else int(action_space.shape[0])
         out = self.action_dim if self.discrete else 2 * self.action_dim
         self.actor = MLP(feat_dim, out, cfg.actor_layers, cfg.units, cfg.act, cfg.norm)
+        if not self.discrete:  # the official actors have two output layers, mean and standard deviation
+            mark_split_output(self.actor[-1], 2)
         self.critic = ScalarHead(feat_dim, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, cfg.critic_head == "twohot",
                                  cfg.bins)
+        dreamer_init([self.actor, self.critic], cfg.version)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.retnorm = ReturnNormalizer()
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
@@ -134,25 +143,37 @@ class ActorCritic(nn.Module):
         """
         cfg = self.cfg
         feat, actions, raw = self.imagine(wm, start, horizon)
-        # Every head runs on all H+1 steps and its output is sliced: slicing the (N, H+1, F) features instead
-        # would copy them for each head (and zero-fill their gradient). The start's reward is unused and its
-        # continue comes from data.
+        # Every head runs on all H+1 steps (slicing the (N, H+1, F) features instead would copy them for each head
+        # and zero-fill their gradient).
         with frozen(wm), torch.set_grad_enabled(feat.requires_grad):
-            reward = wm.reward_dist(feat).mean[:, 1:]
-            cont = wm.cont_dist(feat).mean[:, 1:]
-        reward = torch.cat([torch.zeros_like(reward[:, :1]), reward], 1)
-        cont = torch.cat([1.0 - is_terminal.reshape(-1, 1).to(cont.dtype), cont], 1)
-        discount = gamma * cont
-        # probability of being alive in state t (a rollout from a terminal start state gets no weight)
-        weight = (torch.cumprod(discount, 1) / gamma).detach()
+            reward = wm.reward_dist(feat).mean  # the reward of arriving in each state (the start's included)
+            cont = None if wm.cont is None else wm.cont_dist(feat).mean
+        if cont is None:  # no continue head (DreamerV2 on DMC / Meta-World): every imagined state continues
+            discount = torch.full_like(reward, gamma)
+        else:  # the start state's continue comes from data
+            first = gamma * (1.0 - is_terminal.reshape(-1, 1).to(cont.dtype))
+            # a DreamerV2 head predicts the discount itself (cont_is_discount), a DreamerV3 head the continue flag
+            discount = torch.cat([first, cont[:, 1:] * (1.0 if cfg.cont_is_discount else gamma)], 1)
         # One critic forward serves the returns (the actor's gradient flows through them into the imagined
         # states) and the critic's own loss: the caller back-propagates the actor loss into the actor's
         # parameters only and the critic loss into the critic's only (``backward(inputs=...)``).
         critic_out = self.critic(feat)
         slow_value = self.value(feat, slow=True).mean if cfg.critic_target == "slow" else None
         value_for_returns = self._value_from(critic_out).mean if slow_value is None else slow_value
-        ret = lambda_returns(reward, value_for_returns, discount, cfg.lam)  # (N, H)
-        base = value_for_returns[:, :-1]
+        if cfg.version == "v2":
+            # DreamerV2's reference (thuml/HarmonyDream wmlib/agents/actor_critic.py, target / actor_loss /
+            # critic_loss): R_t = r_t + d_t ((1 - lam) v_{t+1} + lam R_{t+1}) reads the reward and continue
+            # predicted *in* state t, the weight of state t is prod_{i<t} d_i, and the actor learns in states
+            # 0..H-2 towards R_{t+1}, the return of the state its action leads to.
+            ret = lambda_returns(_shift(reward), value_for_returns, _shift(discount), cfg.lam)  # (N, H)
+            weight = torch.cumprod(torch.cat([torch.ones_like(discount[:, :1]), discount[:, :-1]], 1), 1).detach()
+            n_actor, actor_ret = horizon - 1, ret[:, 1:]
+        else:
+            # R_t = r_{t+1} + d_{t+1} ((1 - lam) v_{t+1} + lam R_{t+1}); weight: probability of being alive in state t
+            ret = lambda_returns(reward, value_for_returns, discount, cfg.lam)  # (N, H)
+            weight = (torch.cumprod(discount, 1) / gamma).detach()
+            n_actor, actor_ret = horizon, ret
+        base = value_for_returns[:, :n_actor]
 
         # actor: under backprop the imagination's own action distributions carry the actor's gradient
         policy = self.dist_from_raw(raw) if self.backprop else self.actor_dist(feat.detach())
@@ -161,21 +182,24 @@ class ActorCritic(nn.Module):
             scale = self.retnorm.scale
         else:
             scale = torch.ones((), device=ret.device)
-        adv = (ret - base) / scale
+        adv = (actor_ret - base) / scale
         if self.backprop:  # V3 keeps the baseline (and its gradient through the imagined states); V2 does not
-            objective = adv if cfg.backprop_baseline else ret / scale
+            objective = adv if cfg.backprop_baseline else actor_ret / scale
         else:
-            logp = policy.log_prob(actions[..., : self.action_dim].detach())[:, :-1]
+            logp = policy.log_prob(actions[..., : self.action_dim].detach())[:, :n_actor]
             objective = logp * adv.detach()
-        entropy = policy.entropy()[:, :-1]
-        actor_loss = -(weight[:, :-1] * (objective + cfg.actor_entropy * entropy)).mean()
+        entropy = policy.entropy()[:, :n_actor]
+        actor_loss = -(weight[:, :n_actor] * (objective + cfg.actor_entropy * entropy)).mean()
 
         # critic
         if cfg.slow_critic_reg > 0 and slow_value is None:  # else the slow critic already ran for the returns
             with torch.no_grad():
                 slow_value = self.value(feat, slow=True).mean
         slow_target = None if slow_value is None else slow_value[:, :-1]
-        critic_loss = self.value_loss(self._value_from(critic_out[:, :-1]), ret, slow_target)
+        critic_ret = ret
+        if cfg.critic_target_entropy and self.backprop:  # see DreamerConfig.critic_target_entropy
+            critic_ret = torch.cat([ret[:, :1], ret[:, 1:] + cfg.actor_entropy * entropy[:, : horizon - 1]], 1)
+        critic_loss = self.value_loss(self._value_from(critic_out[:, :-1]), critic_ret, slow_target)
         critic_loss = (weight[:, :-1] * critic_loss).mean()
         metrics: dict[str, Any] = {}
         if cfg.critic_replay_scale > 0:
@@ -193,7 +217,7 @@ class ActorCritic(nn.Module):
             "actor_loss": actor_loss.detach(),
             "critic_loss": critic_loss.detach(),
             "imag_return": ret.detach().mean(),
-            "imag_reward": reward.detach().mean(),
+            "imag_reward": reward[:, 1:].detach().mean(),
             "value": base.detach().mean(),
             "actor_entropy": entropy.detach().mean(),
             "return_scale": scale.detach(),
@@ -244,23 +268,27 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:
-        """EMA (V3: 2% per update) or hard copy every ``slow_critic_every`` updates (V2).
+        """EMA (V3: 2% per update) or a copy every ``slow_critic_every`` updates (V2).
+
+        With ``slow_critic_every > 1`` the copy follows DreamerV2's reference (thuml/HarmonyDream
+        ``wmlib/agents/actor_critic.py`` ``update_slow_target``): on the first update (a whole copy, whatever
+        ``slow_critic_fraction``) and then on every ``slow_critic_every``-th after it, i.e. after critic steps
+        1, 1 + every, 1 + 2 every, ...
 
         Everything happens in place on the device, without reading the update counter back to the host, so the
-        update can be captured in a CUDA graph: with ``slow_critic_every > 1`` the mixing weight is a tensor that
-        is ``slow_critic_fraction`` on the due updates and 0 on the others (``slow * 1 + 0 * fast`` leaves the
-        slow critic bit-for-bit unchanged).
+        update can be captured in a CUDA graph: the mixing weight is a tensor that is 0 on the updates that are
+        not due (``slow * 1 + 0 * fast`` leaves the slow critic bit-for-bit unchanged).
         """
-        self.updates += 1
         mix = self.cfg.slow_critic_fraction
         slow_params = list(self.slow_critic.parameters())
         fast_params = list(self.critic.parameters())
         if self.cfg.slow_critic_every == 1:
+            self.updates += 1
             for slow, fast in zip(slow_params, fast_params, strict=True):
                 slow.mul_(1 - mix).add_(mix * fast)
             return
         due = torch.remainder(self.updates, self.cfg.slow_critic_every) == 0
-        keep = torch.where(due, 1 - mix, 1.0)
-        gain = torch.where(due, mix, 0.0)
+        gain = torch.where(due, torch.where(self.updates == 0, 1.0, mix), 0.0)
+        self.updates += 1
         for slow, fast in zip(slow_params, fast_params, strict=True):
-            slow.mul_(keep).add_(gain * fast)
+            slow.mul_(1 - gain).add_(gain * fast)

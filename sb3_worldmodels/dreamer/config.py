@@ -8,7 +8,7 @@ from typing import Any
 
 from sb3_worldmodels.common.precision import check_precision
 
-__all__ = ["DreamerConfig", "MODEL_SIZES", "make_config"]
+__all__ = ["DreamerConfig", "MODEL_SIZES", "PRESETS", "V2_PRESETS", "make_config"]
 
 # name: (deter, units / RSSM hidden, cnn depth, mlp layers, stoch, classes)
 MODEL_SIZES: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -30,6 +30,9 @@ class DreamerConfig:
 
     version: str = "v3"
     model_size: str = "S"
+    # the official configuration section these settings follow (see ``V2_PRESETS``); chosen from the env family by
+    # the algorithm unless given
+    preset: str = "default"
     # architecture
     deter: int = 512
     hidden: int = 512
@@ -56,6 +59,12 @@ class DreamerConfig:
     kl_balance: float = 0.8
     kl_scale: float = 1.0
     cont_scale: float = 1.0
+    # a continue head (terminal predictor); without one every imagined state continues (DreamerV2's DMC and
+    # Meta-World presets: ``pred_discount: False``)
+    cont_head: bool = True
+    # the continue head learns the discount gamma * (1 - terminal) and imagination reads it as the discount
+    # (DreamerV2's ``discount`` head) instead of learning 1 - terminal, multiplied by gamma (DreamerV3)
+    cont_is_discount: bool = False
     harmony: bool = False
     # behaviour
     critic_head: str = "twohot"
@@ -66,6 +75,10 @@ class DreamerConfig:
     slow_critic_fraction: float = 0.02
     slow_critic_every: int = 1
     slow_critic_reg: float = 1.0
+    # the critic's targets R_t (t >= 1) include the actor's entropy bonus of state t - 1 under dynamics backprop,
+    # as in the official DreamerV2 PyTorch code, whose actor loss adds it in place to a view of the targets
+    # (thuml/HarmonyDream wmlib/agents/actor_critic.py:118,136; thuml/ContextWM the same file, :86,104)
+    critic_target_entropy: bool = False
     # DreamerV3's replay value loss (0.3 in its 2023 reference code, absent from the first paper): the critic also
     # regresses lambda-returns over replayed rewards, bootstrapped from imagined returns (0 turns it off)
     critic_replay_scale: float = 0.0
@@ -90,6 +103,11 @@ class DreamerConfig:
     precision: str = "fp32"  # "bf16": bf16 autocast of the forward passes (GPU, or CPUs with AMX)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def presets(cls, version: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """The presets of ``version`` (see :data:`V2_PRESETS`); subclasses (APV / ContextWM) have their own."""
+        return PRESETS[version]
+
 
 V2_OVERRIDES: dict[str, Any] = dict(
     version="v2",
@@ -101,6 +119,7 @@ V2_OVERRIDES: dict[str, Any] = dict(
     symlog_inputs=False,
     reward_head="mse",
     image_loss_coef=0.5,
+    cont_is_discount=True,
     kl_free=1.0,
     critic_head="mse",
     actor_entropy=1e-4,
@@ -111,6 +130,7 @@ V2_OVERRIDES: dict[str, Any] = dict(
     slow_critic_fraction=1.0,
     slow_critic_every=100,
     slow_critic_reg=0.0,
+    critic_target_entropy=True,
     model_lr=3e-4,
     actor_lr=8e-5,
     critic_lr=8e-5,
@@ -122,11 +142,63 @@ V2_OVERRIDES: dict[str, Any] = dict(
 )
 
 
+#: batch 16 x 50, one update every 5 env steps (ratio 160), 1000 prefill steps, 100 updates right after them
+_V2_DMC_ALGORITHM: dict[str, Any] = dict(batch_size=16, sequence_length=50, train_ratio=160.0, learning_starts=1000,
+                                         pretrain_updates=100, prioritize_ends=False)
+
+#: DreamerV2 (and Harmony-DreamerV2) per environment family, from the sections of thuml/HarmonyDream
+#: ``wmlib-torch/configs/dreamerv2.yaml``. ``"sizes"`` apply at the spec size (``model_size="default"``) only,
+#: ``"config"`` always; ``"algorithm"`` holds the algorithm's defaults (batch, sequence length, train ratio =
+#: batch x length / train_every, prefill, updates right after the prefill, replay sampling). Learning rates and the
+#: entropy scale of every section are ``V2_OVERRIDES``'s.
+V2_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # dmc_vision / dmc_proprio (:199-220, :222-241): deter = hidden = 200, free nats 1, no discount head
+    "dmc": {
+        "sizes": dict(deter=200, hidden=200),
+        "config": dict(kl_free=1.0, cont_head=False),
+        "algorithm": _V2_DMC_ALGORITHM,
+    },
+    # dmc_remastered (:243-262): the default RSSM size (1024)
+    "dmcr": {
+        "sizes": {},
+        "config": dict(kl_free=1.0, cont_head=False),
+        "algorithm": _V2_DMC_ALGORITHM,
+    },
+    # metaworld (:175-197): free nats 0 (the default), no discount head, batch 50 x 50, prefill 5000, ends prioritised
+    "metaworld": {
+        "sizes": {},
+        "config": dict(kl_free=0.0, cont_head=False),
+        "algorithm": dict(batch_size=50, sequence_length=50, train_ratio=500.0, learning_starts=5000,
+                          pretrain_updates=100, prioritize_ends=True),
+    },
+    # any other env: the DMC loss settings with a continue head (no official section exists for it)
+    "default": {
+        "sizes": {},
+        "config": dict(kl_free=1.0, cont_head=True),
+        "algorithm": _V2_DMC_ALGORITHM,
+    },
+}
+
+#: DreamerV3 has one configuration for every domain (its paper's point)
+V3_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "default": {
+        "sizes": {},
+        "config": {},
+        "algorithm": dict(batch_size=16, sequence_length=64, train_ratio=512.0, learning_starts=1024,
+                          pretrain_updates=0, prioritize_ends=False),
+    },
+}
+
+#: presets per Dreamer version
+PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {"v2": V2_PRESETS, "v3": V3_PRESETS}
+
+
 def make_config(
     version: str = "v3", model_size: str | None = None, config_class: type[DreamerConfig] = DreamerConfig,
     **overrides: Any,
 ) -> DreamerConfig:
-    """Spec defaults for ``version`` ("v3" or "v2") at ``model_size``, then ``overrides``.
+    """Spec defaults for ``version`` ("v3" or "v2") at ``model_size``, then the ``preset`` (an override; see
+    :data:`V2_PRESETS`), then the other ``overrides``.
 
     DreamerV3 sizes follow the paper (XS..XL); DreamerV2's spec network is ``model_size="default"``
     (deter 1024, MLPs 4 x 400, CNN depth 48); ``"tiny"`` is a small preset for tests and CPU smoke runs.
@@ -148,6 +220,15 @@ def make_config(
                    cnn_depth=depth, stoch=stoch, classes=classes)
     if version == "v2":
         cfg.update(V2_OVERRIDES)
+    presets = config_class.presets(version)
+    preset = overrides.get("preset") or "default"
+    if preset not in presets:
+        raise ValueError(f"Unknown preset {preset!r} for {config_class.__name__} {version}; choose one of "
+                         f"{sorted(presets)}.")
+    cfg["preset"] = preset
+    if size == "default":
+        cfg.update(presets[preset]["sizes"])
+    cfg.update(presets[preset]["config"])
     valid = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(overrides) - valid)
     if unknown:

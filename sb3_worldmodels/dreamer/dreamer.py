@@ -19,6 +19,8 @@ from sb3_worldmodels.common.algorithm import AtomicSaveMixin
 from sb3_worldmodels.common.allocator import tune_cpu_allocator
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
 from sb3_worldmodels.common.video import log_video, openloop_frames
+from sb3_worldmodels.dreamer.config import DreamerConfig
+from sb3_worldmodels.envs.base import env_family
 from sb3_worldmodels.dreamer.policies import (
     CnnPolicy,
     DreamerPolicy,
@@ -31,12 +33,10 @@ __all__ = ["Dreamer", "DreamerV3", "DreamerV2", "DreamerHarmony"]
 
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 
-# Spec defaults per version (specs/dreamer.md): learning rate (world model), batch, length, ratio, gamma, prefill.
+# Spec defaults per version that no preset changes (the others come from the config's PRESETS).
 VERSION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "v3": dict(learning_rate=1e-4, batch_size=16, sequence_length=64, train_ratio=512.0, gamma=0.997,
-               learning_starts=1024),
-    "v2": dict(learning_rate=3e-4, batch_size=16, sequence_length=50, train_ratio=160.0, gamma=0.99,
-               learning_starts=1000),
+    "v3": dict(learning_rate=1e-4, gamma=0.997),
+    "v2": dict(learning_rate=3e-4, gamma=0.99),
 }
 
 
@@ -61,9 +61,16 @@ class Dreamer(AtomicSaveMixin, OffPolicyAlgorithm):
     :param gamma: discount.
     :param version: "v3" or "v2".
     :param harmony: turn on HarmonyDream's loss harmonizers.
+    :param pretrain_updates: extra updates run once, right after the prefill (DreamerV2's official ``pretrain: 100``;
+        DreamerV3: 0).
     :param video_interval: updates between open-loop prediction videos in the logger (0 disables).
-    :param replay_buffer_kwargs: extra arguments of :class:`SequenceReplayBuffer` (e.g. ``memmap_dir``).
-    :param policy_kwargs: ``model_size`` and any :class:`~sb3_worldmodels.dreamer.config.DreamerConfig` field.
+    :param replay_buffer_kwargs: extra arguments of :class:`SequenceReplayBuffer` (e.g. ``memmap_dir``,
+        ``prioritize_ends``).
+    :param policy_kwargs: ``model_size``, ``preset`` and any :class:`~sb3_worldmodels.dreamer.config.DreamerConfig`
+        field. ``preset`` (DreamerV2 family: ``"dmc"``, ``"dmcr"``, ``"metaworld"`` or ``"default"``, see
+        :data:`~sb3_worldmodels.dreamer.config.V2_PRESETS`) defaults to the env's family; it also sets the defaults
+        of ``batch_size``, ``sequence_length``, ``train_ratio``, ``learning_starts``, ``pretrain_updates`` and the
+        replay's ``prioritize_ends`` that are not given.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -88,6 +95,7 @@ class Dreamer(AtomicSaveMixin, OffPolicyAlgorithm):
         gamma: float | None = None,
         version: str = "v3",
         harmony: bool = False,
+        pretrain_updates: int | None = None,
         video_interval: int = 0,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -100,7 +108,11 @@ class Dreamer(AtomicSaveMixin, OffPolicyAlgorithm):
     ) -> None:
         if version not in VERSION_DEFAULTS:
             raise ValueError(f"Unknown Dreamer version {version!r}; use 'v3' or 'v2'.")
-        defaults = VERSION_DEFAULTS[version]
+        policy_kwargs = dict(policy_kwargs or {})
+        preset = policy_kwargs.get("preset") or self._env_preset(env, version)
+        policy_kwargs["preset"] = preset
+        defaults = {**VERSION_DEFAULTS[version], **self._algorithm_presets(version, preset)}
+        replay_buffer_kwargs = {"prioritize_ends": defaults["prioritize_ends"], **(replay_buffer_kwargs or {})}
         super().__init__(
             policy,
             env,
@@ -129,6 +141,7 @@ class Dreamer(AtomicSaveMixin, OffPolicyAlgorithm):
         self.imagination_horizon = imagination_horizon
         self.version = version
         self.harmony = harmony
+        self.pretrain_updates = int(defaults["pretrain_updates"] if pretrain_updates is None else pretrain_updates)
         self.video_interval = video_interval
         self._update_credit = 0.0
         self._rollout_state: RecurrentState | None = None
@@ -136,6 +149,25 @@ class Dreamer(AtomicSaveMixin, OffPolicyAlgorithm):
             self._setup_model()
 
     # ------------------------------------------------------------------------------------------ setup
+    @classmethod
+    def _config_class(cls) -> type[DreamerConfig]:
+        """The configuration dataclass of this algorithm's policies (its presets)."""
+        return DreamerConfig
+
+    @classmethod
+    def _env_preset(cls, env: GymEnv | str, version: str) -> str:
+        """The preset of ``env``'s family when this algorithm has one, else ``"default"``."""
+        family = env_family(env)
+        return family if family in cls._config_class().presets(version) else "default"
+
+    @classmethod
+    def _algorithm_presets(cls, version: str, preset: str) -> dict[str, Any]:
+        presets = cls._config_class().presets(version)
+        if preset not in presets:
+            raise ValueError(f"Unknown preset {preset!r} for {cls.__name__} ({version}); choose one of "
+                             f"{sorted(presets)}.")
+        return presets[preset]["algorithm"]
+
     def _setup_model(self) -> None:
         tune_cpu_allocator(self.device)  # large update temporaries reuse heap memory on CPU
         self.policy_kwargs = {"version": self.version, **self.policy_kwargs}
@@ -185,6 +217,9 @@ class Dreamer(AtomicSaveMixin, OffPolicyAlgorithm):
     def train(self, gradient_steps: int, batch_size: int = 16) -> None:
         """Run the updates owed for ``gradient_steps`` new env steps at ``train_ratio``."""
         self._update_credit += gradient_steps * self.train_ratio / (batch_size * self.sequence_length)
+        if self._n_updates == 0 and self.pretrain_updates > 0:
+            # once, right after the prefill: the official DreamerV2's ``pretrain`` updates
+            self._update_credit += self.pretrain_updates
         n_updates = int(self._update_credit)
         if n_updates == 0:
             return

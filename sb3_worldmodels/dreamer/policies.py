@@ -25,13 +25,10 @@ RecurrentState = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _optimizer(params: Any, lr: float, eps: float, weight_decay: float) -> torch.optim.Optimizer:
-    """Adam, with DreamerV2's decoupled weight decay ``w <- (1 - weight_decay) * w`` per step when > 0.
-
-    AdamW multiplies its ``weight_decay`` by the learning rate, hence ``weight_decay / lr``.
-    """
-    if weight_decay > 0:
-        return torch.optim.AdamW(params, lr=lr, eps=eps, weight_decay=weight_decay / lr)
-    return torch.optim.Adam(params, lr=lr, eps=eps)
+    """Adam; a ``weight_decay`` > 0 (DreamerV2: 1e-6) is Adam's own L2 term, added to the gradient after clipping,
+    as in the official PyTorch code (thuml/HarmonyDream ``wmlib/core/torch_utils.py:80``: ``optim.Adam(p, lr,
+    eps=eps, weight_decay=wd)``)."""
+    return torch.optim.Adam(params, lr=lr, eps=eps, weight_decay=weight_decay)
 
 
 def _batch_size(obs: PyTorchObs) -> int:
@@ -180,6 +177,12 @@ class DreamerPolicy(BasePolicy):
         """bf16 autocast of the forward passes when ``precision="bf16"`` (distributions stay in fp32)."""
         return autocast(self.device.type, self.cfg.precision)
 
+    def _clip_world_model_grads(self) -> dict[str, Tensor]:
+        """Clip the world model's gradient norm at ``model_grad_clip`` (one norm over all its parameters, as the
+        official optimizer clips its parameter group); returns the norm before clipping as a metric."""
+        norm = torch.nn.utils.clip_grad_norm_(self.world_model.parameters(), self.cfg.model_grad_clip)
+        return {"model_grad_norm": norm}
+
     def train_step(self, batch: Any, horizon: int, gamma: float) -> dict[str, Any]:
         """One full update: world model, then actor and critic in imagination from the posteriors.
 
@@ -191,11 +194,11 @@ class DreamerPolicy(BasePolicy):
         self.set_training_mode(True)
         with self._autocast():
             model_loss, post, metrics = self.world_model.loss(
-                batch.observations, batch.prev_actions, batch.rewards, batch.is_first, batch.is_terminal
+                batch.observations, batch.prev_actions, batch.rewards, batch.is_first, batch.is_terminal, gamma
             )
         self.wm_optimizer.zero_grad(set_to_none=True)
         model_loss.backward()
-        metrics["model_grad_norm"] = torch.nn.utils.clip_grad_norm_(self.world_model.parameters(), cfg.model_grad_clip)
+        metrics.update(self._clip_world_model_grads())
         self.wm_optimizer.step()
 
         post = {k: v.detach() for k, v in post.items()}

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from sb3_worldmodels.common.distributions import BernoulliDist, MSEDist, TwoHotDist, symlog
 from sb3_worldmodels.common.harmony import Harmonizer
+from sb3_worldmodels.common.init import dreamer_init
 from sb3_worldmodels.common.nets import MLP, ConvDecoder, ConvEncoder, ScalarHead
 from sb3_worldmodels.common.rssm import RSSM, State
 from sb3_worldmodels.dreamer.config import DreamerConfig
@@ -105,9 +106,9 @@ def obs_to_dict(obs: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
 def action_to_model(action: Tensor, action_space: spaces.Space, width: int) -> Tensor:
     """Convert SB3 buffer actions (Box in [-1, 1], Discrete index) to the model's padded action vector."""
     if isinstance(action_space, spaces.Discrete):
-        vec = F.one_hot(action.reshape(action.shape[:-1]).long(), int(action_space.n)).float()
+        vec = F.one_hot(action.reshape(action.shape[:-1]).long(), int(action_space.n)).to(torch.get_default_dtype())
     else:
-        vec = action.float()
+        vec = action.to(torch.get_default_dtype())
     if vec.shape[-1] < width:
         vec = F.pad(vec, (0, width - vec.shape[-1]))
     return vec
@@ -140,8 +141,19 @@ class WorldModel(nn.Module):
         feat = self._build_networks()
         self.reward = ScalarHead(feat, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm, cfg.reward_head == "twohot",
                                  cfg.bins)
-        self.cont = MLP(feat, 1, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm)
+        self.cont = MLP(feat, 1, cfg.mlp_layers, cfg.units, cfg.act, cfg.norm) if cfg.cont_head else None
         self.harmonizer = Harmonizer(["obs", "reward", "dyn"]) if cfg.harmony else None
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Initialise the Dreamer networks as the official code of the version does (:func:`dreamer_init`)."""
+        rssms = [m for m in self.modules() if isinstance(m, RSSM)]
+        keep = [r.gru.linear for r in rssms] if self.cfg.version == "v2" else []
+        dreamer_init(self.dreamer_modules(), self.cfg.version, keep)
+
+    def dreamer_modules(self) -> list[nn.Module]:
+        """The networks :meth:`init_weights` initialises (subclasses leave out networks with their own scheme)."""
+        return [m for name, m in self.named_children() if name != "harmonizer"]
 
     def _build_networks(self) -> int:
         """Build the encoders, the RSSM and the decoders; return the feature size the heads read."""
@@ -177,9 +189,9 @@ class WorldModel(nn.Module):
             x = obs[key]
             if x.dtype != torch.uint8:
                 raise ValueError(f"Image observation {key!r} must be uint8 (0..255), got {x.dtype}.")
-            out[key] = x.float() / 255.0 + self.cfg.image_offset
+            out[key] = x.to(torch.get_default_dtype()) / 255.0 + self.cfg.image_offset
         if self.vectors:
-            vec = torch.cat([obs[k].float() for k in self.vectors], -1)
+            vec = torch.cat([obs[k].to(torch.get_default_dtype()) for k in self.vectors], -1)
             out["_vector"] = symlog(vec) if self.cfg.symlog_inputs else vec
         return out
 
@@ -206,8 +218,26 @@ class WorldModel(nn.Module):
         return self.reward.dist(self.reward(feat))
 
     def cont_dist(self, feat: Tensor) -> BernoulliDist:
-        """Predicted continuation (1 - terminal) distribution."""
+        """Predicted continuation (1 - terminal) distribution (the model must have a continue head)."""
+        if self.cont is None:
+            raise ValueError("This world model has no continue head (cont_head=False).")
         return BernoulliDist(self.cont(feat)[..., 0])
+
+    def cont_loss(self, feat: Tensor, is_terminal: Tensor, gamma: float | None = None) -> Tensor:
+        """Negative log-likelihood of the continue flags; a zero without a continue head.
+
+        With ``cont_is_discount`` (DreamerV2) the head learns the discount ``gamma * (1 - terminal)`` instead, as the
+        official code's ``discount`` head (thuml/HarmonyDream ``wmlib/agents/base.py:123-124``), so ``gamma`` is needed.
+        """
+        if self.cont is None:
+            return torch.zeros((), device=feat.device)
+        target = 1.0 - is_terminal.to(feat.dtype)
+        if self.cfg.cont_is_discount:
+            if gamma is None:
+                raise ValueError("This world model's continue head learns gamma * (1 - terminal) (cont_is_discount, "
+                                 "DreamerV2): pass loss(..., gamma=the algorithm's gamma).")
+            target = gamma * target
+        return -self.cont_dist(feat).log_prob(target).mean()
 
     def decode(self, feat: Tensor) -> dict[str, MSEDist]:
         """Observation distributions per key, over preprocessed targets (vectors in symlog space in V3)."""
@@ -226,9 +256,11 @@ class WorldModel(nn.Module):
         rewards: Tensor,
         is_first: Tensor,
         is_terminal: Tensor,
+        gamma: float | None = None,
     ) -> tuple[Tensor, State, dict[str, Any]]:
         """World-model loss on a (B, T) batch of sequences.
 
+        :param gamma: the discount, which a DreamerV2 continue head learns (see :meth:`cont_loss`).
         :return: the total loss, the posterior states (B, T, ...) and a dict of metrics (floats / tensors).
         """
         cfg = self.cfg
@@ -238,7 +270,7 @@ class WorldModel(nn.Module):
         feat = self.rssm.feat(post)
         obs_loss = sum(-dist.log_prob(obs[k]).mean() for k, dist in self.decode(feat).items())
         reward_loss = -self.reward_dist(feat).log_prob(rewards).mean()
-        cont_loss = -self.cont_dist(feat).log_prob(1.0 - is_terminal.float()).mean()
+        cont_loss = self.cont_loss(feat, is_terminal, gamma)
         dyn, rep = self.rssm.kl(post, prior)
         kl_loss, kl_metrics = kl_loss_terms(cfg, dyn, rep)
         total, metrics = self.combine_losses(obs_loss, reward_loss, kl_loss, cont_loss)
@@ -252,7 +284,16 @@ class WorldModel(nn.Module):
         cfg = self.cfg
         losses = {"obs": obs_loss, "reward": reward_loss, "dyn": kl_loss}
         if self.harmonizer is not None:
-            total = self.harmonizer(losses) + cfg.cont_scale * cont_loss
+            reg_weights = None
+            if cfg.version == "v3" and cfg.kl_dyn + cfg.kl_rep > 0:
+                # HarmonyDream-V3 (thuml/HarmonyDream dreamerv3-jax/dreamerv3/agent.py WorldModel.loss) harmonizes
+                # both KL terms with one s at their relative weights 0.5 / 0.6 and 0.1 / 0.6, the regulariser
+                # coming with the dynamics term only: (kl_dyn dyn + kl_rep rep) / (kl_dyn + kl_rep) e^{-s}
+                # + kl_dyn / (kl_dyn + kl_rep) log(1 + e^s). V2 harmonizes the balanced KL itself (wmlib-torch
+                # dreamerv2.py WorldModel.loss).
+                losses["dyn"] = kl_loss / (cfg.kl_dyn + cfg.kl_rep)
+                reg_weights = {"dyn": cfg.kl_dyn / (cfg.kl_dyn + cfg.kl_rep)}
+            total = self.harmonizer(losses, reg_weights=reg_weights) + cfg.cont_scale * cont_loss
         else:
             total = obs_loss + reward_loss + kl_loss + cfg.cont_scale * cont_loss
         metrics: dict[str, Any] = {

@@ -2,6 +2,7 @@
 
 from sb3_worldmodels.drqv2.buffers import NStepFrameStackReplayBuffer, sample_mixed, stacked_space
 from sb3_worldmodels.drqv2.drqv2 import DrQv2, LinearStepSchedule, linear_schedule
+from sb3_worldmodels.drqv2.official import drqv2_state_from_official, load_official_drqv2
 from sb3_worldmodels.drqv2.policies import CnnPolicy, DrQv2Policy, MlpPolicy, MultiInputPolicy
 
 __all__ = [
@@ -15,4 +16,6 @@ __all__ = [
     "linear_schedule",
     "sample_mixed",
     "stacked_space",
+    "drqv2_state_from_official",
+    "load_official_drqv2",
 ]

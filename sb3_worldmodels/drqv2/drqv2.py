@@ -275,6 +275,23 @@ class DrQv2(AtomicSaveMixin, OffPolicyAlgorithm):
             return obs_d, next_d
         return obs_d[keys[0]], next_d[keys[0]]
 
+    def td_target(self, next_obs: Any, rewards: Tensor, dones: Tensor, discounts: Tensor | float,
+                  std: float) -> Tensor:
+        """The n-step TD target ``rewards + (1 - dones) * discounts * min_i Q'_i(s', a')``, ``(B, 1)``.
+
+        ``Q'`` are the target critics, ``a' = clip(pi(s') + clip(std * noise, +-std_clip))`` (the noise from
+        :func:`~sb3_worldmodels.common.distributions.normal_like`); ``next_obs`` are the (augmented) stacked
+        observations. No gradient flows into the target.
+        """
+        policy = self.policy
+        with th.no_grad(), policy.autocast():
+            next_features = policy.encoder(next_obs)
+            next_mean = policy.actor(next_features).float()
+            next_actions = clipped_gaussian_sample(next_mean, std, self.std_clip)
+            target_q_values = policy.critic_target(next_features, next_actions).float()
+        target_v = target_q_values.min(dim=1, keepdim=True).values
+        return rewards + (1.0 - dones) * discounts * target_v
+
     def train_on_batch(self, batch: Samples, std: float | None = None) -> dict[str, Tensor]:
         """One DrQ-v2 update (encoder + critics, actor, target critics) on ``batch``.
 
@@ -291,14 +308,9 @@ class DrQv2(AtomicSaveMixin, OffPolicyAlgorithm):
 
         with policy.autocast():
             features = policy.encoder(obs)
-            with th.no_grad():
-                next_features = policy.encoder(next_obs)
-                next_mean = policy.actor(next_features).float()
-                next_actions = clipped_gaussian_sample(next_mean, std, self.std_clip)
-                target_q_values = policy.critic_target(next_features, next_actions).float()
-                target_v = target_q_values.min(dim=1, keepdim=True).values
+        target_q = self.td_target(next_obs, batch.rewards, batch.dones, discounts, std)
+        with policy.autocast():
             q_values = policy.critic(features, batch.actions).float()
-        target_q = batch.rewards + (1.0 - batch.dones) * discounts * target_v
         critic_loss = (q_values - target_q).square().mean(dim=0).sum()  # the sum of the critics' MSEs
         policy.critic_optimizer.zero_grad(set_to_none=True)  # encoder and critic
         critic_loss.backward()

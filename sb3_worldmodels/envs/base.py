@@ -17,16 +17,48 @@ import numpy as np
 from gymnasium import spaces
 
 __all__ = [
+    "ENV_FAMILIES",
     "OBS_TYPES",
     "PixelStateEnv",
     "check_action_repeat",
     "check_obs_type",
     "check_render_mode",
     "disable_shadows",
+    "env_family",
     "import_or_hint",
     "register_ids",
     "size_pair",
 ]
+
+#: id prefix -> family of the environments registered here (the key of the algorithms' per-family presets)
+ENV_FAMILIES: dict[str, str] = {
+    "sb3wm/dmc-": "dmc",
+    "sb3wm/dmcr-": "dmcr",
+    "sb3wm/metaworld-": "metaworld",
+    "sb3wm/atari100k-": "atari",
+    "sb3wm/crafter": "crafter",
+    "sb3wm/minedojo": "minedojo",
+}
+
+
+def env_family(env: Any) -> str | None:
+    """The family (``"dmc"``, ``"dmcr"``, ``"metaworld"``, ...) of an env id, a gymnasium env or a VecEnv (its first
+    env), from its registered id; ``None`` for anything else (an unregistered env, another suite)."""
+    env_id = env if isinstance(env, str) else None
+    if env_id is None:
+        spec = None
+        try:
+            if hasattr(env, "get_attr"):  # a VecEnv
+                spec = env.get_attr("spec", [0])[0]
+            else:
+                spec = getattr(env, "spec", None)
+        except Exception:  # noqa: BLE001 - an env without a spec has no family
+            spec = None
+        env_id = getattr(spec, "id", None)
+    if not env_id:
+        return None
+    return next((family for prefix, family in ENV_FAMILIES.items() if env_id.startswith(prefix)), None)
+
 
 #: Observation types of :class:`PixelStateEnv`: rendered frames, the simulator's state vector, or both.
 OBS_TYPES: tuple[str, ...] = ("pixels", "state", "both")
